@@ -1,0 +1,155 @@
+"""The trial object an objective receives inside a pod (or a local process).
+
+It has the surface of :class:`optuna.Trial` that makes sense away from the
+study: ``suggest_*`` return the values the controller already sampled,
+``report`` appends to the attempt's event file, ``should_prune`` reads the
+controller's verdict from ``control.json``. Checkpoint helpers and the resume
+step let an objective continue where a preempted attempt stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hpo.agent._checkpoint import decode_checkpoint, encode_checkpoint
+from hpo.errors import VolumeError, VolumeNotFoundError
+from hpo.events import CheckpointEvent, ReportEvent, UserAttrEvent, _Event
+from hpo.layout import StudyLayout
+from hpo.spec import TrialSpec
+from hpo.volume import Volume
+
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+def read_control(volume: Volume, layout: StudyLayout, trial: int) -> str | None:
+    """The controller's order for ``trial`` (``"prune"`` or ``"stop"``), or None."""
+    try:
+        action = volume.read_json(layout.control(trial)).get("action")
+    except VolumeNotFoundError:
+        return None
+    except (VolumeError, AttributeError):
+        return None  # a half-written or foreign file is no order
+    return action if action in ("prune", "stop") else None
+
+
+class AgentTrial:
+    """What ``objective(trial)`` gets on the pod.
+
+    Args:
+        spec: The trial's spec, as the controller wrote it.
+        attempt: This attempt's number (0 for the first).
+        volume: The study's volume.
+        emit: Appends one event to the attempt's event file.
+    """
+
+    def __init__(self, spec: TrialSpec, attempt: int, volume: Volume, emit: Callable[[_Event], None]) -> None:
+        self._spec = spec
+        self._volume = volume
+        self._emit = emit
+        self._layout = StudyLayout(spec.study)
+        self.attempt = attempt
+        self._checkpoint_key = f"{self._layout.checkpoint_dir(spec.trial)}/{CHECKPOINT_FILE}"
+        self._checkpoint: tuple[dict[str, Any], int] | None = None
+        self._checkpoint_loaded = False
+        self.reported: dict[int, float] = {}
+
+    # -- optuna.Trial's surface -------------------------------------------------------
+
+    @property
+    def number(self) -> int:
+        return self._spec.trial
+
+    @property
+    def study_name(self) -> str:
+        return self._spec.study
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._spec.params)
+
+    def _sampled(self, name: str, kind: str) -> Any:
+        if name not in self._spec.search_space:
+            known = ", ".join(sorted(self._spec.search_space)) or "(none)"
+            raise ValueError(
+                f"parameter {name!r} is not in the search space of study {self._spec.study!r}; "
+                f"add it to studies.yaml (known: {known})"
+            )
+        declared = self._spec.search_space[name].get("type")
+        if declared != kind:
+            raise ValueError(f"parameter {name!r} is declared as {declared} in studies.yaml, not {kind}")
+        return self._spec.params[name]
+
+    def suggest_float(self, name: str, low: float | None = None, high: float | None = None, **_: Any) -> float:
+        """The sampled value of float parameter ``name`` (bounds come from studies.yaml)."""
+        return float(self._sampled(name, "float"))
+
+    def suggest_int(self, name: str, low: int | None = None, high: int | None = None, **_: Any) -> int:
+        """The sampled value of int parameter ``name`` (bounds come from studies.yaml)."""
+        return int(self._sampled(name, "int"))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any] | None = None) -> Any:
+        """The sampled choice of categorical parameter ``name``."""
+        return self._sampled(name, "categorical")
+
+    def report(self, value: float, step: int) -> None:
+        """Report the objective's intermediate ``value`` at ``step`` to the study."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"trial.report: value at step {step} is {value}; it must be finite")
+        if int(step) != step or step < 0:
+            raise ValueError(f"trial.report: step must be a non-negative integer, got {step!r}")
+        self.reported.setdefault(int(step), value)
+        self._emit(ReportEvent(step=int(step), value=value))
+
+    def should_prune(self) -> bool:
+        """True once the controller has decided to prune this trial."""
+        return read_control(self._volume, self._layout, self.number) == "prune"
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Record a JSON-serializable attribute on the study's trial."""
+        self._emit(UserAttrEvent(key=key, value=value))
+
+    # -- fidelity and checkpoints -------------------------------------------------------
+
+    @property
+    def max_step(self) -> int:
+        return self._spec.max_step
+
+    @property
+    def eval_interval(self) -> int:
+        return self._spec.eval_interval
+
+    @property
+    def step_unit(self) -> str:
+        return self._spec.step_unit
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """The trial's checkpoint folder as a local path, where the volume is mounted."""
+        return self._volume.local_path(self._layout.checkpoint_dir(self.number))
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The state saved by the last :meth:`save_checkpoint` of any attempt, or None."""
+        if not self._checkpoint_loaded:
+            self._checkpoint_loaded = True
+            try:
+                self._checkpoint = decode_checkpoint(self._volume.read_bytes(self._checkpoint_key))
+            except VolumeNotFoundError:
+                self._checkpoint = None
+        return None if self._checkpoint is None else self._checkpoint[0]
+
+    @property
+    def resume_step(self) -> int:
+        """The step the last checkpoint was taken at (0 when starting fresh)."""
+        self.load_checkpoint()
+        return 0 if self._checkpoint is None else self._checkpoint[1]
+
+    def save_checkpoint(self, state: Mapping[str, Any], step: int) -> None:
+        """Save ``state`` as of ``step`` atomically (temp, fsync, rename); a kill never leaves half a file."""
+        self._volume.write_bytes(self._checkpoint_key, encode_checkpoint(state, step))
+        self._checkpoint = (dict(state), step)
+        self._checkpoint_loaded = True
+        self._emit(CheckpointEvent(step=step))

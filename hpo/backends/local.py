@@ -1,0 +1,196 @@
+"""The ``local`` backend: each attempt is a subprocess running ``python -m hpo.agent``.
+
+The processes are started in their own session, so they outlive a controller
+that is killed, and the next controller finds them again by their environment
+(``HPO_STUDY``, ``HPO_VOLUME``, ``HPO_TRIAL``, ``HPO_ATTEMPT``), exactly as the
+RunPod backend finds pods by name. The pid and start time are also recorded
+on the volume (``launch.json``) for people and tools to read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from hpo.backends._base import AttemptRef, Backend, WorkerHandle
+from hpo.errors import BackendError
+from hpo.layout import StudyLayout
+from hpo.volume import Volume
+
+# Variables a Python process needs to start and find its packages; nothing else
+# of the controller's environment (API keys, S3 secrets) reaches a trial.
+_PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "HPO_CACHE_DIR")
+
+
+def worker_env(study: str, ref: AttemptRef, volume_root: str) -> dict[str, str]:
+    """The whole environment of a local trial process."""
+    env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
+    env.update(
+        HPO_STUDY=study,
+        HPO_TRIAL=str(ref.trial),
+        HPO_ATTEMPT=str(ref.attempt),
+        HPO_VOLUME=volume_root,
+        # Trials share the machine's cores: one BLAS thread each, or they fight.
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _handle_id(pid: int, create_time: float) -> str:
+    # pid plus start time: a recycled pid never matches an old handle.
+    return f"{pid}@{create_time:.3f}"
+
+
+class LocalBackend(Backend):
+    """Attempts as local processes.
+
+    Args:
+        study: The study's name.
+        volume: A directory volume (the processes open it by path).
+        kill_grace: Seconds between SIGTERM and SIGKILL on terminate.
+        python: The interpreter to run the agent with.
+        clock: Monotonic clock, injectable.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        study: str,
+        volume: Volume,
+        *,
+        kill_grace: float = 5.0,
+        python: str = sys.executable,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        root = volume.local_path("hpo")
+        if root is None:
+            raise BackendError(f"the local backend needs a directory volume, not {volume.url}")
+        self._study = study
+        self._volume = volume
+        self._root = str(root.parent)
+        self._layout = StudyLayout(study)
+        self._kill_grace = kill_grace
+        self._python = python
+        self._clock = clock
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._kill_at: dict[int, float] = {}  # pid -> when SIGKILL is due
+
+    def launch(self, ref: AttemptRef) -> WorkerHandle:
+        log_path = self._volume.local_path(self._layout.log(ref.trial, ref.attempt))
+        assert log_path is not None
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_file:
+            try:
+                proc = subprocess.Popen(
+                    [self._python, "-m", "hpo.agent"],
+                    env=worker_env(self._study, ref, self._root),
+                    cwd=log_path.parent,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # survives the controller; killed as a group
+                )
+            except OSError as exc:
+                raise BackendError(f"cannot start {self._python} for {ref}: {exc.strerror}") from exc
+        self._children[proc.pid] = proc
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = 0.0
+        handle = WorkerHandle(ref, _handle_id(proc.pid, create_time), "running", {"pid": proc.pid})
+        self._volume.write_json(
+            self._layout.launch(ref.trial, ref.attempt),
+            {"backend": self.name, "pid": proc.pid, "create_time": create_time, "host": socket.gethostname()},
+        )
+        return handle
+
+    def list_live(self) -> dict[AttemptRef, WorkerHandle]:
+        self._reap_children()
+        live: dict[AttemptRef, WorkerHandle] = {}
+        for proc in psutil.process_iter(["pid", "create_time", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                env = proc.environ()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if env.get("HPO_STUDY") != self._study or env.get("HPO_VOLUME") != self._root:
+                continue
+            try:
+                ref = AttemptRef(int(env["HPO_TRIAL"]), int(env["HPO_ATTEMPT"]))
+            except (KeyError, ValueError):
+                continue
+            pid = proc.info["pid"]
+            handle = WorkerHandle(ref, _handle_id(pid, proc.info["create_time"]), "running", {"pid": pid})
+            if ref in live:  # two processes for one attempt: keep the older, the newer is a stray
+                handle = min(live[ref], handle, key=lambda h: float(h.id.split("@")[1]))
+            live[ref] = handle
+        self._kill_overdue()
+        return live
+
+    def terminate(self, handle: WorkerHandle) -> None:
+        pid = int(handle.detail.get("pid") or handle.id.split("@")[0])
+        if not self._is_same_process(handle, pid):
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, signal.SIGTERM)
+        self._kill_at.setdefault(pid, self._clock() + self._kill_grace)
+
+    def wait_gone(self, handles: list[WorkerHandle], deadline: float, sleep: Callable[[float], None] = time.sleep) -> list[WorkerHandle]:
+        """Wait until none of ``handles`` is alive (SIGKILL after grace); return any still alive at ``deadline``."""
+        pending = list(handles)
+        while pending and self._clock() < deadline:
+            self._reap_children()
+            self._kill_overdue()
+            pending = [h for h in pending if self._is_same_process(h, int(h.id.split("@")[0]))]
+            if pending:
+                sleep(0.05)
+        return pending
+
+    def _is_same_process(self, handle: WorkerHandle, pid: int) -> bool:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                self._reap_children()
+                return False
+            return _handle_id(pid, proc.create_time()) == handle.id
+        except psutil.NoSuchProcess:
+            return False
+
+    def _reap_children(self) -> None:
+        for pid, proc in list(self._children.items()):
+            if proc.poll() is not None:
+                del self._children[pid]
+                self._kill_at.pop(pid, None)
+
+    def _kill_overdue(self) -> None:
+        now = self._clock()
+        for pid, due in list(self._kill_at.items()):
+            if now < due:
+                continue
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                os.kill(pid, signal.SIGKILL)
+            del self._kill_at[pid]
+
+    def close(self) -> None:
+        self._reap_children()

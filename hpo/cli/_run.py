@@ -1,0 +1,49 @@
+"""``hpo run --study NAME``: run (or resume) a study until its trial budget is spent."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from hpo.cli._common import add_study_arguments, print_json, study_from_args
+from hpo.controller import LineProgress, LiveProgress, ProgressSink, build_controller
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run or resume a study",
+        description="Run a study until budget.trials trials are finished. A study that already "
+        "has trials is resumed: live trials are adopted, interrupted ones resume from their checkpoints.",
+    )
+    add_study_arguments(parser)
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("-q", "--quiet", action="store_true", help="print only the final summary line")
+    output.add_argument("--json", action="store_true", help="print the final summary as JSON, nothing else")
+    parser.set_defaults(handler=run)
+
+
+def _progress_for(args: argparse.Namespace) -> ProgressSink:
+    if args.quiet or args.json:
+        return ProgressSink()
+    return LiveProgress() if sys.stderr.isatty() else LineProgress()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = study_from_args(args)
+    controller = build_controller(config, progress=_progress_for(args))
+    summary = controller.run()
+    if args.json:
+        print_json(dataclasses.asdict(summary))
+        return 0
+    best = (
+        f"best value {summary.best_value:.6g} (trial {summary.best_trial}) with {summary.best_params}"
+        if summary.best_value is not None
+        else "no completed trial"
+    )
+    print(
+        f"study {summary.study}: {summary.complete} complete, {summary.pruned} pruned, "
+        f"{summary.failed} failed in {summary.seconds:.0f}s; {best}"
+    )
+    return 0

@@ -1,0 +1,56 @@
+"""``hpo status --study NAME``: the study's trials, one row each."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from hpo.cli._common import add_study_arguments, print_json, study_from_args
+from hpo.controller import open_study_volume
+from hpo.status import best_row, study_rows
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="show a study's trials",
+        description="Show each trial's state, last step and value, attempts and worker.",
+    )
+    add_study_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the trials as JSON")
+    parser.set_defaults(handler=status)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def status(args: argparse.Namespace) -> int:
+    config = study_from_args(args)
+    rows = study_rows(config, open_study_volume(config))
+    if args.json:
+        print_json({"study": config.name, "trials": [dataclasses.asdict(r) for r in rows or []]})
+        return 0
+    if rows is None:
+        print(f"study {config.name}: not started yet; run `python -m hpo run --study {config.name}`")
+        return 0
+    table = Table(title=f"study {config.name} ({len(rows)}/{config.budget.trials} trials)", title_justify="left")
+    for column in ("trial", "state", "step", "last value", "value", "attempts", "worker", "params"):
+        table.add_column(column, justify="right" if column in ("trial", "step", "attempts") else "left")
+    for row in rows:
+        params = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in row.params.items())
+        state = row.state if not row.error else f"{row.state}: {row.error}"
+        table.add_row(
+            str(row.number), state, "-" if row.last_step is None else str(row.last_step),
+            _fmt(row.last_value), _fmt(row.value), str(row.attempts), row.worker or "-", params,
+        )
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 200)
+    console.print(table)
+    best = best_row(rows, config.direction)
+    if best is not None:
+        console.print(f"best: trial {best.number}, value {best.value:.6g}")
+    return 0

@@ -1,0 +1,70 @@
+"""Wire a study's parts together: volume, storage, backend, lease, code snapshot."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hpo.backends import Backend, LocalBackend
+from hpo.code import publish_objectives
+from hpo.config import LocalVolume, StudyConfig
+from hpo.controller._controller import Controller
+from hpo.controller._progress import ProgressSink
+from hpo.errors import BackendError, ConfigError
+from hpo.journal import open_storage
+from hpo.lease import Lease
+from hpo.volume import DirectoryVolume, Volume
+
+
+def open_study_volume(config: StudyConfig) -> Volume:
+    """The study's volume as this machine reaches it."""
+    if isinstance(config.volume, LocalVolume):
+        return DirectoryVolume(config.volume.path)
+    raise ConfigError(
+        f"{config.source.name}: study {config.name!r}: key 'volume': a RunPod network volume "
+        "is not reachable from this machine yet (S3 access comes with a later release); use 'volume: {path: ...}'"
+    )
+
+
+def make_backend(config: StudyConfig, volume: Volume) -> Backend:
+    """The backend ``compute.backend`` names."""
+    if config.compute.backend == "local":
+        return LocalBackend(config.name, volume)
+    raise BackendError(
+        f"study {config.name!r}: compute backend {config.compute.backend!r} is not available in this release"
+    )
+
+
+def build_controller(
+    config: StudyConfig,
+    *,
+    progress: ProgressSink | None = None,
+    cache_dir: Path | None = None,
+    backend: Backend | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Controller:
+    """A controller for ``config``, with every part opened but the lease not yet taken."""
+    volume = open_study_volume(config)
+    backend = backend or make_backend(config, volume)
+    lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval))
+    # The lease comes first: only its holder may open the journal as its writer.
+    lease.acquire()
+    try:
+        storage = open_storage(volume, config.name, url=config.storage, writer=True, cache_dir=cache_dir)
+        code_sha = publish_objectives(volume, config.name, config.source.parent / "objectives")
+    except BaseException:
+        lease.release()
+        raise
+    return Controller(
+        config,
+        volume=volume,
+        storage=storage,
+        backend=backend,
+        lease=lease,
+        code_sha=code_sha,
+        progress=progress,
+        clock=clock,
+        sleep=sleep,
+    )

@@ -1,0 +1,182 @@
+"""Events an attempt appends to its ``events.jsonl``, and the reader that tails them.
+
+The file is line-oriented JSON, appended by one writer (the attempt) and read
+by the controller while it grows. Two hazards shape the reader:
+
+* a torn last line (the writer was killed mid-write, or the reader caught the
+  write half done): it is left unread and read whole on a later poll;
+* a garbage line (not JSON, or not an event): it is logged with the file and
+  line number and skipped; it never stops the controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from hpo.errors import VolumeNotFoundError
+from hpo.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+    t: float = Field(default_factory=time.time)
+
+
+class StartEvent(_Event):
+    """The attempt started running the objective."""
+
+    type: Literal["start"] = "start"
+    pid: int
+    host: str
+    resume_step: int = 0
+
+
+class ReportEvent(_Event):
+    """An intermediate value at a step (``trial.report``)."""
+
+    type: Literal["report"] = "report"
+    step: int = Field(ge=0)
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("value must be finite")
+        return value
+
+
+class CheckpointEvent(_Event):
+    """A checkpoint for ``step`` was written (atomically) to the trial's folder."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    step: int = Field(ge=0)
+
+
+class UserAttrEvent(_Event):
+    """``trial.set_user_attr(key, value)`` on the pod: the controller records it on the trial."""
+
+    type: Literal["user_attr"] = "user_attr"
+    key: str
+    value: Any
+
+
+class DoneEvent(_Event):
+    """The objective returned ``value``: the trial is complete."""
+
+    type: Literal["done"] = "done"
+    value: float
+
+
+class PrunedEvent(_Event):
+    """The objective raised ``optuna.TrialPruned`` (or obeyed a prune order)."""
+
+    type: Literal["pruned"] = "pruned"
+    step: int | None = None
+
+
+class ErrorEvent(_Event):
+    """The objective raised: the trial fails with this message."""
+
+    type: Literal["error"] = "error"
+    message: str
+    traceback: str = ""
+
+
+class PreemptedEvent(_Event):
+    """The attempt got SIGTERM without being told to stop: it may resume elsewhere."""
+
+    type: Literal["preempted"] = "preempted"
+
+
+class StoppedEvent(_Event):
+    """The attempt obeyed a stop order from ``control.json``."""
+
+    type: Literal["stopped"] = "stopped"
+
+
+Event = Annotated[
+    StartEvent | ReportEvent | CheckpointEvent | UserAttrEvent | DoneEvent | PrunedEvent | ErrorEvent | PreemptedEvent | StoppedEvent,
+    Field(discriminator="type"),
+]
+_EVENT = TypeAdapter(Event)
+
+#: Events after which an attempt has nothing more to say.
+FINAL_TYPES = frozenset({"done", "pruned", "error", "preempted", "stopped"})
+
+
+def encode_event(event: _Event) -> bytes:
+    """One event as one line of JSON, newline included."""
+    return (event.model_dump_json(exclude_none=True) + "\n").encode()
+
+
+def parse_event(line: bytes) -> Event:
+    """Parse one line; raise ``ValueError`` with a short reason if it is not an event."""
+    try:
+        return _EVENT.validate_json(line)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
+class EventTail:
+    """Reads new events from one growing event file, a few bytes at a time.
+
+    It remembers the offset of the first byte it has not consumed, so each poll
+    reads only the new bytes (a ranged read on S3), and a torn last line stays
+    unconsumed until its newline arrives.
+    """
+
+    def __init__(self, volume: Volume, key: str) -> None:
+        self.volume = volume
+        self.key = key
+        self.offset = 0
+        self.lines_read = 0
+        self.garbage_lines = 0
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data`` (the bytes from ``self.offset`` on) and return the whole events in it."""
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        events: list[Event] = []
+        for raw in data[: end + 1].splitlines():
+            self.lines_read += 1
+            if not raw.strip():
+                continue
+            try:
+                events.append(parse_event(raw))
+            except ValueError as exc:
+                self.garbage_lines += 1
+                log.warning("%s: line %d: skipped, not an event (%s)", self.key, self.lines_read, exc)
+        self.offset += end + 1
+        return events
+
+    def poll(self, known_size: int | None = None) -> list[Event]:
+        """Read and return the events appended since the last poll.
+
+        ``known_size`` (from a batched :meth:`Volume.sizes`) lets the caller
+        skip the read when the file has not grown.
+        """
+        if known_size is not None and known_size <= self.offset:
+            return []
+        try:
+            data = self.volume.read_from(self.key, self.offset)
+        except VolumeNotFoundError:
+            return []
+        return self.feed(data)
+
+
+def drain(volume: Volume, key: str) -> list[Event]:
+    """Every whole event in a file (none if it is missing)."""
+    if not volume.exists(key):
+        return []
+    return EventTail(volume, key).poll()

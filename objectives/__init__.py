@@ -1,0 +1,1 @@
+"""Training objectives that run inside a trial: ``objectives/<name>.py`` defines ``objective(trial)``."""

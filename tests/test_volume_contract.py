@@ -1,0 +1,120 @@
+"""The volume contract: every Volume implementation must pass these tests.
+
+The ``volume`` fixture (tests/conftest.py) is parametrized over the
+implementations; a new one (S3) joins by adding a parameter there.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from hpo.errors import VolumeError, VolumeNotFoundError
+from hpo.volume import Volume
+
+
+def test_missing_key_reads_raise_not_found(volume: Volume) -> None:
+    with pytest.raises(VolumeNotFoundError) as info:
+        volume.read_bytes("nope/missing.json")
+    assert "nope/missing.json" in str(info.value)
+    with pytest.raises(VolumeNotFoundError):
+        volume.read_from("nope/missing.json", 0)
+    assert volume.size("nope/missing.json") is None
+    assert not volume.exists("nope/missing.json")
+
+
+def test_write_then_read_round_trips_bytes(volume: Volume) -> None:
+    payload = bytes(range(256)) * 10
+    volume.write_bytes("a/b/c.bin", payload)
+    assert volume.read_bytes("a/b/c.bin") == payload
+    assert volume.size("a/b/c.bin") == len(payload)
+    assert volume.exists("a/b/c.bin")
+
+
+def test_write_replaces_whole_object(volume: Volume) -> None:
+    volume.write_bytes("x.txt", b"a long first version")
+    volume.write_bytes("x.txt", b"short")
+    assert volume.read_bytes("x.txt") == b"short"
+
+
+def test_empty_object(volume: Volume) -> None:
+    volume.write_bytes("empty", b"")
+    assert volume.read_bytes("empty") == b""
+    assert volume.size("empty") == 0
+
+
+def test_append_creates_and_grows(volume: Volume) -> None:
+    volume.append_bytes("log/events.jsonl", b"one\n")
+    volume.append_bytes("log/events.jsonl", b"two\n")
+    assert volume.read_bytes("log/events.jsonl") == b"one\ntwo\n"
+
+
+def test_read_from_offset_returns_only_new_bytes(volume: Volume) -> None:
+    volume.append_bytes("f", b"hello ")
+    seen = volume.read_from("f", 0)
+    volume.append_bytes("f", b"world")
+    assert volume.read_from("f", len(seen)) == b"world"
+    assert volume.read_from("f", 11) == b""
+    assert volume.read_from("f", 100) == b""
+
+
+def test_list_is_recursive_sorted_and_scoped_to_prefix(volume: Volume) -> None:
+    for key in ("s/b/2", "s/a", "s/b/1", "other/x", "sibling"):
+        volume.write_bytes(key, key.encode())
+    listed = volume.list("s/")
+    assert [info.key for info in listed] == ["s/a", "s/b/1", "s/b/2"]
+    assert [info.size for info in listed] == [3, 5, 5]
+    assert [info.key for info in volume.list("s")] == ["s/a", "s/b/1", "s/b/2"]
+    assert volume.list("nothing/here/") == []
+
+
+def test_sizes_answers_many_keys_at_once(volume: Volume) -> None:
+    volume.write_bytes("t/1", b"1")
+    volume.write_bytes("t/2", b"22")
+    assert volume.sizes(["t/1", "t/2", "t/3"]) == {"t/1": 1, "t/2": 2, "t/3": None}
+
+
+def test_delete_is_idempotent(volume: Volume) -> None:
+    volume.write_bytes("d", b"x")
+    volume.delete("d")
+    volume.delete("d")
+    assert not volume.exists("d")
+
+
+def test_json_round_trip_and_bad_json_names_key(volume: Volume) -> None:
+    volume.write_json("j/spec.json", {"b": [1, 2], "a": "x"})
+    assert volume.read_json("j/spec.json") == {"a": "x", "b": [1, 2]}
+    volume.write_bytes("j/bad.json", b"{not json")
+    with pytest.raises(VolumeError, match="j/bad.json"):
+        volume.read_json("j/bad.json")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/"])
+def test_unsafe_keys_are_refused(volume: Volume, key: str) -> None:
+    with pytest.raises(VolumeError, match="invalid volume key"):
+        volume.write_bytes(key, b"x")
+
+
+def test_readers_never_see_a_partial_write(volume: Volume) -> None:
+    big_a, big_b = b"a" * 200_000, b"b" * 300_000
+    volume.write_bytes("atomic", big_a)
+    stop = threading.Event()
+    seen: set[bytes] = set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            data = volume.read_bytes("atomic")
+            seen.add(data[:1] + bytes([len(data) > 250_000]))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for _ in range(20):
+        volume.write_bytes("atomic", big_b)
+        volume.write_bytes("atomic", big_a)
+    stop.set()
+    thread.join()
+    data = volume.read_bytes("atomic")
+    assert data == big_a
+    # Every read was one whole version: all 'a' objects are short and all 'b' ones long.
+    assert seen <= {b"a\x00", b"b\x01"}
