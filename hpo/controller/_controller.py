@@ -144,7 +144,7 @@ class Controller:
                 study_name=self.config.name,
                 storage=self.storage.optuna,
                 sampler=self.config.sampler.build(),
-                pruner=self.config.pruner.build(max_step=self.config.fidelity.max_step),
+                pruner=self.config.build_pruner(),
                 direction=self.config.direction,
                 load_if_exists=True,
             )

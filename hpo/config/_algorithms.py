@@ -1,0 +1,221 @@
+"""Sampler and pruner settings, and the Optuna objects they build.
+
+Each model holds exactly the arguments its Optuna class takes, with Optuna's
+defaults, except TPE's ``constant_liar``: trials here run in parallel for
+hours, and without it TPE hands out near-duplicates of the trials still
+running.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from optuna.pruners import (
+    HyperbandPruner,
+    MedianPruner,
+    NopPruner,
+    PercentilePruner,
+    SuccessiveHalvingPruner,
+)
+from optuna.samplers import RandomSampler, TPESampler
+from pydantic import Field, PlainValidator, model_validator
+
+from hpo.config._base import Bool, ConfigModel, NonNegInt, PosInt, integer, number, tagged
+from hpo.config._messages import fail, show
+
+_SEED_MAX = 2**32 - 1  # numpy's RandomState, which Optuna seeds, refuses larger seeds
+
+Seed = Annotated[int, PlainValidator(integer(ge=0, le=_SEED_MAX))]
+ReductionFactor = Annotated[int, PlainValidator(integer(ge=2))]
+Percentile = Annotated[float, PlainValidator(number(ge=0, le=100))]
+
+
+def _auto_or_int(value: Any) -> int | Literal["auto"]:
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise fail(f"must be 'auto' or an integer >= 1 (got {show(value)})")
+    return value
+
+
+AutoOrInt = Annotated[int | Literal["auto"], PlainValidator(_auto_or_int)]
+
+
+class TPESamplerConfig(ConfigModel):
+    """Optuna's TPE sampler; ``constant_liar`` defaults to true for parallel trials."""
+
+    type: Literal["tpe"] = "tpe"
+    seed: Seed | None = None
+    n_startup_trials: NonNegInt = 10
+    constant_liar: Bool = True
+    multivariate: Bool = False
+
+    def build(self) -> TPESampler:
+        """Return a new ``TPESampler`` with these arguments."""
+        return TPESampler(
+            seed=self.seed,
+            n_startup_trials=self.n_startup_trials,
+            constant_liar=self.constant_liar,
+            multivariate=self.multivariate,
+        )
+
+
+class RandomSamplerConfig(ConfigModel):
+    """Optuna's random sampler."""
+
+    type: Literal["random"] = "random"
+    seed: Seed | None = None
+
+    def build(self) -> RandomSampler:
+        """Return a new ``RandomSampler``."""
+        return RandomSampler(seed=self.seed)
+
+
+SAMPLER_TYPES = ("tpe", "random")
+
+SamplerConfig = Annotated[
+    TPESamplerConfig | RandomSamplerConfig,
+    Field(discriminator="type"),
+    tagged("type", SAMPLER_TYPES, what="sampler", shorthand=True),
+]
+"""A sampler, chosen by ``type``; ``sampler: random`` is short for ``{type: random}``."""
+
+
+class _CurvePruner(ConfigModel):
+    """Arguments shared by the median and percentile pruners."""
+
+    n_startup_trials: NonNegInt = 5
+    n_warmup_steps: NonNegInt = 0
+    interval_steps: PosInt = 1
+    n_min_trials: PosInt = 1
+
+
+class MedianPrunerConfig(_CurvePruner):
+    """Optuna's median pruner (the default)."""
+
+    type: Literal["median"] = "median"
+
+    def build(self, max_step: int | None = None) -> MedianPruner:
+        """Return a new ``MedianPruner``; ``max_step`` is not needed."""
+        return MedianPruner(
+            n_startup_trials=self.n_startup_trials,
+            n_warmup_steps=self.n_warmup_steps,
+            interval_steps=self.interval_steps,
+            n_min_trials=self.n_min_trials,
+        )
+
+
+class PercentilePrunerConfig(_CurvePruner):
+    """Optuna's percentile pruner: prune below the given percentile of the other trials."""
+
+    type: Literal["percentile"] = "percentile"
+    percentile: Percentile
+
+    def build(self, max_step: int | None = None) -> PercentilePruner:
+        """Return a new ``PercentilePruner``; ``max_step`` is not needed."""
+        return PercentilePruner(
+            self.percentile,
+            n_startup_trials=self.n_startup_trials,
+            n_warmup_steps=self.n_warmup_steps,
+            interval_steps=self.interval_steps,
+            n_min_trials=self.n_min_trials,
+        )
+
+
+class SuccessiveHalvingPrunerConfig(ConfigModel):
+    """Optuna's (asynchronous) successive-halving pruner."""
+
+    type: Literal["successive_halving"] = "successive_halving"
+    min_resource: AutoOrInt = "auto"
+    reduction_factor: ReductionFactor = 4
+    min_early_stopping_rate: NonNegInt = 0
+    bootstrap_count: NonNegInt = 0
+
+    @model_validator(mode="after")
+    def _check_bootstrap(self) -> Self:
+        # Optuna refuses the pair: with 'auto' it cannot know when bootstrapping ends.
+        if self.bootstrap_count > 0 and self.min_resource == "auto":
+            raise fail(
+                f"must be 0 when min_resource is 'auto' (got {self.bootstrap_count})",
+                "bootstrap_count",
+            )
+        return self
+
+    def build(self, max_step: int | None = None) -> SuccessiveHalvingPruner:
+        """Return a new ``SuccessiveHalvingPruner`` (it has no maximum: ``max_step`` is unused)."""
+        return SuccessiveHalvingPruner(
+            min_resource=self.min_resource,
+            reduction_factor=self.reduction_factor,
+            min_early_stopping_rate=self.min_early_stopping_rate,
+            bootstrap_count=self.bootstrap_count,
+        )
+
+
+class HyperbandPrunerConfig(ConfigModel):
+    """Optuna's Hyperband pruner."""
+
+    type: Literal["hyperband"] = "hyperband"
+    min_resource: PosInt = 1
+    max_resource: AutoOrInt = "auto"
+    reduction_factor: ReductionFactor = 3
+    bootstrap_count: NonNegInt = 0
+
+    @model_validator(mode="after")
+    def _check_resources(self) -> Self:
+        if self.max_resource != "auto" and self.max_resource < self.min_resource:
+            raise fail(
+                f"must be >= min_resource (got max_resource={self.max_resource}, "
+                f"min_resource={self.min_resource})",
+                "max_resource",
+            )
+        return self
+
+    def build(self, max_step: int | None = None) -> HyperbandPruner:
+        """Return a new ``HyperbandPruner``.
+
+        Args:
+            max_step: The study's ``fidelity.max_step``. It replaces
+                ``max_resource: auto``: the step count is known up front, so
+                Optuna need not guess it from the first finished trial (which
+                may be pruned or preempted here). Without it, 'auto' is passed
+                on, and Optuna refuses 'auto' with a ``bootstrap_count``.
+        """
+        max_resource = self.max_resource
+        if max_resource == "auto" and max_step is not None:
+            max_resource = max_step
+        return HyperbandPruner(
+            min_resource=self.min_resource,
+            max_resource=max_resource,
+            reduction_factor=self.reduction_factor,
+            bootstrap_count=self.bootstrap_count,
+        )
+
+
+class NopPrunerConfig(ConfigModel):
+    """No pruning: every trial runs to ``fidelity.max_step``."""
+
+    type: Literal["none"] = "none"
+
+    def build(self, max_step: int | None = None) -> NopPruner:
+        """Return a new ``NopPruner``."""
+        return NopPruner()
+
+
+PRUNER_TYPES = ("median", "percentile", "successive_halving", "hyperband", "none")
+
+_PRUNER_HINTS = {
+    "nop": "; did you mean 'none'?",
+    "sha": "; did you mean 'successive_halving'?",
+    "asha": "; did you mean 'successive_halving'?",
+}
+
+PrunerConfig = Annotated[
+    MedianPrunerConfig
+    | PercentilePrunerConfig
+    | SuccessiveHalvingPrunerConfig
+    | HyperbandPrunerConfig
+    | NopPrunerConfig,
+    Field(discriminator="type"),
+    tagged("type", PRUNER_TYPES, what="pruner", shorthand=True, hints=_PRUNER_HINTS),
+]
+"""A pruner, chosen by ``type``; ``pruner: none`` is short for ``{type: none}``."""

@@ -1,0 +1,284 @@
+"""One study's validated configuration, and the file of studies.
+
+Rules that involve one key live in the key's type; the rules here relate
+keys to each other (a RunPod pod can only mount a RunPod volume in one of its
+data centers) and fill the defaults that depend on other keys.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from optuna.distributions import BaseDistribution
+from optuna.pruners import BasePruner
+from pydantic import PlainValidator, ValidationInfo, field_validator, model_validator
+
+from hpo.config._algorithms import (
+    MedianPrunerConfig,
+    PrunerConfig,
+    SamplerConfig,
+    TPESamplerConfig,
+)
+from hpo.config._base import ConfigModel, PosInt, PosNumber, Text, choice
+from hpo.config._compute import (
+    Compute,
+    LocalCompute,
+    LocalVolume,
+    RunPodCompute,
+    RunPodVolume,
+    Volume,
+)
+from hpo.config._messages import fail, show, unknown_study
+from hpo.config._space import Param
+from hpo.errors import ConfigError
+
+TAGGED_AT: Mapping[str, int] = {
+    "sampler": 1,
+    "pruner": 1,
+    "compute": 1,
+    "volume": 1,
+    "search_space": 2,
+}
+"""Where pydantic puts a union's branch name in an error location, per top-level key.
+
+``('pruner', 'median', 'n_warmup_steps')`` names the median branch at index 1;
+``('search_space', 'lr', 'float', 'low')`` names the float branch at index 2.
+The messages drop these, since the user never wrote them.
+"""
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""A study's name becomes part of pod names and volume paths (``hpo/<study>/``)."""
+
+DEFAULT_POLL_INTERVAL = {"local": 1.0, "runpod": 15.0}
+"""Seconds between polls: a local process is cheap to watch; RunPod's API is rate-limited."""
+
+DEFAULT_VOLUME = {"path": "storage"}
+
+
+def check_study_name(name: Any) -> str | None:
+    """Say what is wrong with a study name, or None if it is fine."""
+    if not isinstance(name, str):
+        return f"study names must be strings (got {show(name)}); quote it"
+    if not STUDY_NAME.fullmatch(name):
+        return (
+            "invalid study name: use letters, digits, '-' and '_', "
+            "starting with a letter or digit, at most 64 characters"
+        )
+    return None
+
+
+def _objective(value: Any) -> str:
+    if isinstance(value, str) and value.isidentifier() and not keyword.iskeyword(value):
+        return value
+    message = f"must be a Python identifier naming objectives/<name>.py (got {show(value)})"
+    if isinstance(value, str):
+        guess = value.removesuffix(".py").removeprefix("objectives/")
+        guess = re.sub(r"[^0-9A-Za-z_]", "_", guess)
+        if guess != value and guess.isidentifier() and not keyword.iskeyword(guess):
+            message += f"; did you mean {guess!r}?"
+    raise fail(message)
+
+
+_STORAGE_URL = re.compile(r"(sqlite:///.+|(postgresql|mysql)(\+\w+)?://.+)")
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL before it appears in a message."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def _storage(value: Any, info: ValidationInfo) -> str:
+    if not isinstance(value, str) or not _STORAGE_URL.fullmatch(value):
+        shown = _redact(value) if isinstance(value, str) else value
+        if isinstance(value, str) and value.startswith("postgres://"):
+            # SQLAlchemy dropped this alias; Heroku-style URLs still use it.
+            advice = "; write postgresql:// (SQLAlchemy no longer accepts postgres://)"
+        else:
+            advice = "; leave it out to keep the journal on the volume"
+        raise fail(
+            "must be a database URL: sqlite:///<file>, postgresql[+driver]://... or "
+            f"mysql[+driver]://... (got {show(shown)}){advice}"
+        )
+    # Like volume.path, a relative SQLite file is relative to studies.yaml's directory.
+    base = (info.context or {}).get("base_dir")
+    path = value.removeprefix("sqlite:///")
+    is_file = value.startswith("sqlite:///") and path != ":memory:"
+    relative = is_file and not Path(path).is_absolute()
+    if relative and base:
+        return "sqlite:///" + str(Path(base) / path)
+    return value
+
+
+class Fidelity(ConfigModel):
+    """What a step is, and how many steps a full trial takes."""
+
+    max_step: PosInt
+    eval_interval: PosInt = 1
+    step_unit: Text = "epoch"
+
+    @model_validator(mode="after")
+    def _check_interval(self) -> Self:
+        if self.eval_interval > self.max_step:
+            raise fail(
+                f"must be <= max_step (got eval_interval={self.eval_interval}, "
+                f"max_step={self.max_step})",
+                "eval_interval",
+            )
+        return self
+
+
+class Budget(ConfigModel):
+    """What the study may spend: trials, parallel trials, attempts per trial, USD, GPU-hours."""
+
+    trials: PosInt
+    concurrency: PosInt = 1
+    max_attempts: PosInt = 3
+    usd: PosNumber | None = None
+    gpu_hours: PosNumber | None = None
+
+
+class StudyConfig(ConfigModel):
+    """One study of studies.yaml, validated; built by :func:`hpo.config.load_study`.
+
+    ``name`` and ``source`` come from the loader (the study's key and the
+    file's absolute path), not from keys in the study.
+    """
+
+    _internal_keys: ClassVar[frozenset[str]] = frozenset({"name", "source"})
+
+    name: str
+    objective: Annotated[str, PlainValidator(_objective)]
+    direction: Annotated[
+        Literal["minimize", "maximize"], PlainValidator(choice(("minimize", "maximize")))
+    ] = "minimize"
+    metric: Text = "val_loss"
+    search_space: dict[str, Param]
+    sampler: SamplerConfig = TPESamplerConfig()
+    pruner: PrunerConfig = MedianPrunerConfig()
+    fidelity: Fidelity
+    compute: Compute = LocalCompute()
+    budget: Budget
+    volume: Volume
+    storage: Annotated[str, PlainValidator(_storage)] | None = None
+    poll_interval: PosNumber
+    source: Path
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for key, value in (info.context or {}).items():
+            if key in cls._internal_keys:
+                if key in data:
+                    why = "; a study's name is its key under 'studies'" if key == "name" else ""
+                    raise fail("unknown key" + why, key)
+                data[key] = value
+        # The defaults of these two depend on other keys (and on where the file is).
+        backend = _backend_of(data.get("compute"))
+        if "volume" not in data:
+            if backend == "runpod":
+                raise fail(
+                    "required key missing: runpod compute needs a RunPod network volume "
+                    "{id: <volume id>, data_center: <id>}",
+                    "volume",
+                )
+            data["volume"] = dict(DEFAULT_VOLUME)
+        if "poll_interval" not in data:
+            data["poll_interval"] = DEFAULT_POLL_INTERVAL.get(backend or "local", 1.0)
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        problem = check_study_name(value)
+        if problem is not None:
+            raise fail(problem)
+        return value
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _check_space(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and not value:
+            raise fail("must declare at least one parameter (got {})")
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Self:
+        if isinstance(self.compute, RunPodCompute):
+            if not isinstance(self.volume, RunPodVolume):
+                raise fail(
+                    "runpod compute needs a RunPod network volume {id: ..., data_center: ...}, "
+                    f"not a local folder (got path {str(self.volume.path)!r})"
+                    if isinstance(self.volume, LocalVolume)
+                    else "runpod compute needs a RunPod network volume",
+                    "volume",
+                )
+            allowed = self.compute.data_centers
+            if allowed is not None and self.volume.data_center not in allowed:
+                raise fail(
+                    f"must be one of compute.data_centers ({', '.join(allowed)}) "
+                    f"(got {self.volume.data_center!r}): a network volume attaches only "
+                    "to pods in its own data center",
+                    "volume",
+                    "data_center",
+                )
+        # Backstop: let Optuna itself refuse what the checks above missed, at load time.
+        for name, param in self.search_space.items():
+            try:
+                param.to_distribution()
+            except ValueError as exc:
+                raise fail(str(exc), "search_space", name) from None
+        try:
+            self.build_pruner()
+        except ValueError as exc:
+            raise fail(str(exc), "pruner") from None
+        return self
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Return Optuna's distribution for each parameter, in declaration order."""
+        return {name: param.to_distribution() for name, param in self.search_space.items()}
+
+    def build_pruner(self) -> BasePruner:
+        """Return the study's pruner, its 'auto' maximum resolved to ``fidelity.max_step``."""
+        return self.pruner.build(max_step=self.fidelity.max_step)
+
+
+def _backend_of(compute: Any) -> str | None:
+    """The compute backend named in raw (unvalidated) input, for defaults that depend on it."""
+    if isinstance(compute, str):
+        return compute
+    if isinstance(compute, Mapping):
+        return compute.get("backend", "local")
+    if isinstance(compute, (LocalCompute, RunPodCompute)):
+        return compute.backend
+    return "local" if compute is None else None
+
+
+@dataclass(frozen=True)
+class StudiesFile:
+    """Every study of one studies.yaml, validated; built by :func:`hpo.config.load_studies`.
+
+    Attributes:
+        path: The file, as the caller named it (``StudyConfig.source`` is absolute).
+        studies: Study name to config, in the file's order.
+    """
+
+    path: Path
+    studies: dict[str, StudyConfig] = field(default_factory=dict)
+
+    def get(self, name: str) -> StudyConfig:
+        """Return the named study.
+
+        Raises:
+            ConfigError: No such study; the message suggests the nearest name.
+        """
+        if name not in self.studies:
+            raise ConfigError(unknown_study(str(self.path), name, list(self.studies)))
+        return self.studies[name]

@@ -1,0 +1,126 @@
+"""Search-space parameters: what studies.yaml declares, and Optuna's distribution for each.
+
+The controller samples with Optuna's ``ask(fixed_distributions)`` and writes
+the parameter objects into each trial's spec (``model_dump()`` is plain JSON),
+so the pod can check its ``suggest_*`` calls against the same declaration.
+The rules below are Optuna's own, checked here so a bad range fails when the
+file is loaded, with the key at fault, not when the first trial is asked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from optuna.distributions import (
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from pydantic import Field, PlainSerializer, PlainValidator, model_validator
+
+from hpo.config._base import Bool, ConfigModel, Integer, Number, PosInt, PosNumber, list_of, tagged
+from hpo.config._messages import fail, show
+
+
+class FloatParam(ConfigModel):
+    """A float in ``[low, high]``, like ``trial.suggest_float(name, low, high, log=, step=)``."""
+
+    type: Literal["float"] = "float"
+    low: Number
+    high: Number
+    log: Bool = False
+    step: PosNumber | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Self:
+        if self.low >= self.high:
+            raise fail(f"must be < high (got low={self.low}, high={self.high})", "low")
+        if self.log and self.low <= 0:
+            raise fail(f"must be > 0 when log is true (got {self.low})", "low")
+        if self.step is not None:
+            if self.log:
+                raise fail("cannot be combined with log: true; drop one of them", "step")
+            # Optuna would silently lower `high` to the last multiple; say so instead.
+            span = self.high - self.low
+            steps = span / self.step
+            if abs(steps - round(steps)) > 1e-8 * max(1.0, steps) or round(steps) < 1:
+                raise fail(
+                    f"must divide high - low (got step={self.step}, high - low={span})", "step"
+                )
+        return self
+
+    def to_distribution(self) -> FloatDistribution:
+        """Return Optuna's distribution for this parameter."""
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+
+class IntParam(ConfigModel):
+    """An integer in ``[low, high]``, like ``trial.suggest_int(name, low, high, step=, log=)``."""
+
+    type: Literal["int"] = "int"
+    low: Integer
+    high: Integer
+    step: PosInt = 1
+    log: Bool = False
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Self:
+        if self.low > self.high:
+            raise fail(f"must be <= high (got low={self.low}, high={self.high})", "low")
+        if self.log and self.low < 1:
+            raise fail(f"must be >= 1 when log is true (got {self.low})", "low")
+        if self.log and self.step != 1:
+            raise fail(f"must be 1 when log is true (got {self.step})", "step")
+        span = self.high - self.low
+        if span % self.step:
+            # Optuna would silently lower `high` to the last multiple; say so instead.
+            raise fail(f"must divide high - low (got step={self.step}, high - low={span})", "step")
+        return self
+
+    def to_distribution(self) -> IntDistribution:
+        """Return Optuna's distribution for this parameter."""
+        return IntDistribution(self.low, self.high, log=self.log, step=self.step)
+
+
+def _choice(value: Any) -> CategoricalChoiceType:
+    # Optuna stores choices in its journal as JSON, hence only JSON scalars.
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise fail(f"must be a string, number, boolean or null (got {show(value)})")
+    return value
+
+
+class CategoricalParam(ConfigModel):
+    """One of a list of values, like ``trial.suggest_categorical(name, choices)``."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: Annotated[
+        tuple[CategoricalChoiceType, ...],
+        PlainValidator(list_of(_choice, min_items=1, what="choice")),
+        # Serialize as a plain list: the trial spec carries it as JSON.
+        PlainSerializer(list, return_type=list),
+    ]
+
+    def to_distribution(self) -> CategoricalDistribution:
+        """Return Optuna's distribution for this parameter."""
+        return CategoricalDistribution(list(self.choices))
+
+
+PARAM_TYPES = ("float", "int", "categorical")
+
+# People coming from Optuna 2's suggest_* names write these.
+_OLD_NAMES = {
+    "uniform": "; use type: float",
+    "loguniform": "; use type: float with log: true",
+    "discrete_uniform": "; use type: float with step",
+    "int_uniform": "; use type: int",
+    "int_loguniform": "; use type: int with log: true",
+    "choice": "; did you mean 'categorical'?",
+}
+
+Param = Annotated[
+    FloatParam | IntParam | CategoricalParam,
+    Field(discriminator="type"),
+    tagged("type", PARAM_TYPES, what="parameter type", hints=_OLD_NAMES),
+]
+"""One search-space parameter, chosen by its ``type``."""
