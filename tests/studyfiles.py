@@ -1,0 +1,112 @@
+"""Helpers for tests that run whole studies: a workspace, the study's processes, its events."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import psutil
+
+from hpo.config import StudyConfig, load_study
+from hpo.events import ReportEvent, drain
+from hpo.layout import StudyLayout
+from hpo.volume import DirectoryVolume
+
+REPO = Path(__file__).resolve().parent.parent
+
+STUDIES_YAML = """
+studies:
+  mini:
+    objective: digits_mlp
+    search_space:
+      lr: {type: float, low: 1.0e-3, high: 1.0, log: true}
+      hidden: {type: int, low: 16, high: 64, step: 16}
+      depth: {type: int, low: 1, high: 2}
+      weight_decay: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}
+      batch_size: {type: categorical, choices: [32, 64, 128]}
+      activation: {type: categorical, choices: [relu, tanh]}
+    sampler: {type: tpe, seed: 3, n_startup_trials: 6}
+    pruner: {type: median, n_startup_trials: 2, n_warmup_steps: 2}
+    fidelity: {max_step: 8}
+    budget: {trials: 10, concurrency: 3, max_attempts: 2}
+    volume: {path: storage}
+    poll_interval: 0.05
+  steady:
+    objective: steady
+    search_space:
+      x: {type: float, low: 0.0, high: 1.0}
+      pace: {type: categorical, choices: [PACE]}
+      fail_trial: {type: categorical, choices: [FAIL_TRIAL]}
+    sampler: {type: random, seed: 11}
+    pruner: {type: none}
+    fidelity: {max_step: MAX_STEP}
+    budget: {trials: TRIALS, concurrency: CONCURRENCY, max_attempts: 3}
+    volume: {path: storage}
+    poll_interval: 0.05
+"""
+
+
+def make_workspace(
+    root: Path, *, pace: float = 0.05, fail_trial: int = -1, max_step: int = 6, trials: int = 4, concurrency: int = 2
+) -> Path:
+    """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/."""
+    root.mkdir(parents=True, exist_ok=True)
+    text = (
+        STUDIES_YAML.replace("PACE", str(pace))
+        .replace("FAIL_TRIAL", str(fail_trial))
+        .replace("MAX_STEP", str(max_step))
+        .replace("TRIALS", str(trials))
+        .replace("CONCURRENCY", str(concurrency))
+    )
+    (root / "studies.yaml").write_text(text)
+    objectives = root / "objectives"
+    objectives.mkdir(exist_ok=True)
+    shutil.copy(REPO / "objectives" / "digits_mlp.py", objectives / "digits_mlp.py")
+    shutil.copy(REPO / "tests" / "objectives" / "steady.py", objectives / "steady.py")
+    (objectives / "__init__.py").write_text("")
+    (root / "storage").mkdir(exist_ok=True)
+    return root / "studies.yaml"
+
+
+def study_config(studies: Path, name: str) -> StudyConfig:
+    return load_study(studies, name)
+
+
+def study_processes(config: StudyConfig) -> list[psutil.Process]:
+    """Every live (non-zombie) process whose environment says it runs a trial of this study."""
+    found = []
+    root = str(Path(config.volume.path).resolve())  # type: ignore[union-attr]
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if env.get("HPO_STUDY") == config.name and env.get("HPO_VOLUME") == root:
+            found.append(proc)
+    return found
+
+
+def first_reports(config: StudyConfig, trial: int) -> dict[int, float]:
+    """The first value each step of ``trial`` reported, over all its attempts in order."""
+    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    layout = StudyLayout(config.name)
+    firsts: dict[int, float] = {}
+    attempt = 0
+    while volume.exists(layout.events(trial, attempt)) or volume.exists(layout.launch(trial, attempt)):
+        for event in drain(volume, layout.events(trial, attempt)):
+            if isinstance(event, ReportEvent):
+                firsts.setdefault(event.step, event.value)
+        attempt += 1
+    return firsts
+
+
+def load_trials(config: StudyConfig, cache_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    from hpo.journal import open_storage
+
+    storage = open_storage(DirectoryVolume(config.volume.path), config.name, cache_dir=cache_dir)  # type: ignore[union-attr]
+    study = storage.load_study(config.name)
+    assert study is not None
+    return study.get_trials()

@@ -1,0 +1,179 @@
+"""Whole studies with real trial processes: pruning, failures, preemption, a crashed controller.
+
+These run the real agent as subprocesses on a directory volume in tmp_path;
+nothing is patched. They take seconds each, so they are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from hpo.controller import build_controller
+from hpo.events import drain
+from hpo.layout import StudyLayout
+from hpo.volume import DirectoryVolume
+
+from studyfiles import first_reports, load_trials, make_workspace, study_config, study_processes
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _assert_reports_exactly_once(config, trials) -> None:  # type: ignore[no-untyped-def]
+    """Every value a worker reported is in the study once, at its step, and nothing else is.
+
+    A pruned worker may report a step or two more before its SIGTERM lands; those
+    come after the verdict and are deliberately not added to a finished trial.
+    """
+    for trial in trials:
+        reported = first_reports(config, trial.number)
+        if trial.state == TrialState.PRUNED:
+            verdict = max(trial.intermediate_values)
+            reported = {step: value for step, value in reported.items() if step <= verdict}
+        assert trial.intermediate_values == reported, f"trial {trial.number}"
+
+
+def test_demo_study_completes_with_pruned_and_completed_trials(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project")
+    config = study_config(studies, "mini")
+    summary = build_controller(config, cache_dir=tmp_path / "cache").run()
+
+    trials = load_trials(config, tmp_path / "cache-reader")
+    states = [t.state for t in trials]
+    assert len(trials) == config.budget.trials
+    assert states.count(TrialState.COMPLETE) >= 1
+    assert states.count(TrialState.PRUNED) >= 1, states
+    assert TrialState.RUNNING not in states
+    assert summary.complete == states.count(TrialState.COMPLETE)
+    assert summary.best_value == min(t.value for t in trials if t.state == TrialState.COMPLETE)
+    _assert_reports_exactly_once(config, trials)
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:
+            assert max(trial.intermediate_values) < config.fidelity.max_step
+    assert study_processes(config) == []
+
+
+def test_a_failing_objective_fails_its_trial_and_the_study_goes_on(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project", fail_trial=1, trials=4, concurrency=2)
+    config = study_config(studies, "steady")
+    build_controller(config, cache_dir=tmp_path / "cache").run()
+
+    trials = load_trials(config, tmp_path / "cache-reader")
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 3
+    failed = trials[1]
+    assert failed.state == TrialState.FAIL
+    assert "RuntimeError: boom at step 2" in failed.user_attrs["error"]
+    assert failed.user_attrs["attempts"] == 1  # an objective's own error is not retried
+    _assert_reports_exactly_once(config, trials)
+    assert study_processes(config) == []
+
+
+def test_sigterm_to_an_attempt_resumes_the_trial_from_its_checkpoint(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project", pace=0.15, max_step=10, trials=1, concurrency=1)
+    config = study_config(studies, "steady")
+    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    layout = StudyLayout(config.name)
+    controller = build_controller(config, cache_dir=tmp_path / "cache")
+    thread = threading.Thread(target=controller.run)
+    thread.start()
+    try:
+        events = layout.events(0, 0)
+        _wait_for(lambda: sum(e.type == "checkpoint" for e in drain(volume, events)) >= 3, 30, "3 checkpoints")
+        pid = volume.read_json(layout.launch(0, 0))["pid"]
+        os.kill(pid, signal.SIGTERM)
+    finally:
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+    trial = load_trials(config, tmp_path / "cache-reader")[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs["attempts"] == 2 and trial.user_attrs["preemptions"] == 1
+    first = drain(volume, layout.events(0, 0))
+    second = drain(volume, layout.events(0, 1))
+    assert first[-1].type == "preempted"
+    checkpointed = max(e.step for e in first if e.type == "checkpoint")
+    assert second[0].type == "start" and second[0].resume_step == checkpointed >= 3
+    # The resumed run continues exactly: the same curve as an uninterrupted run, each step once.
+    x = trial.params["x"]
+    assert trial.intermediate_values == {step: x + 1.0 / step for step in range(1, 11)}
+    assert trial.user_attrs["steps_run_last_attempt"] == 10
+    assert study_processes(config) == []
+
+
+def _hpo(studies: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "HPO_CACHE_DIR": str(cache)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args, "--studies", str(studies)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project", pace=0.1, max_step=12, trials=5, concurrency=2)
+    config = study_config(studies, "steady")
+    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    layout = StudyLayout(config.name)
+    cache = tmp_path / "cache"
+
+    first = _hpo(studies, cache, "run", "--study", "steady")
+    _wait_for(
+        lambda: sum(e.type == "report" for e in drain(volume, layout.events(1, 0))) >= 3,
+        60,
+        "trial 1 to report 3 steps",
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    orphans = study_processes(config)
+    assert orphans, "the trial processes outlive their controller, to be adopted"
+
+    second = _hpo(studies, cache, "run", "--study", "steady")
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert "adopted" in err
+
+    trials = load_trials(config, tmp_path / "cache-reader")
+    assert len(trials) == 5
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    # Adopted, not relaunched: every trial ran in a single attempt.
+    assert all(t.user_attrs["attempts"] == 1 for t in trials)
+    for trial in trials:
+        x = trial.params["x"]
+        assert trial.intermediate_values == {step: x + 1.0 / step for step in range(1, 13)}
+    _assert_reports_exactly_once(config, trials)
+    assert study_processes(config) == []
+
+
+def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project", pace=0.2, max_step=10, trials=2, concurrency=1)
+    config = study_config(studies, "steady")
+    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady")
+    try:
+        _wait_for(lambda: volume.exists("hpo/steady/trials/0/spec.json"), 60, "the first controller to start")
+        second = _hpo(studies, tmp_path / "cache2", "run", "--study", "steady")
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 3
+        assert "held by another controller" in err and f"pid {first.pid}" in err
+        assert "Traceback" not in err
+    finally:
+        first.terminate()
+        first.wait()
+        first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady", "--quiet")
+        first.communicate(timeout=120)
+    assert study_processes(config) == []
