@@ -24,12 +24,12 @@ from hpo.volume import Volume
 log = logging.getLogger(__name__)
 
 
-class _Event(BaseModel):
+class BaseEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
     t: float = Field(default_factory=time.time)
 
 
-class StartEvent(_Event):
+class StartEvent(BaseEvent):
     """The attempt started running the objective."""
 
     type: Literal["start"] = "start"
@@ -38,7 +38,7 @@ class StartEvent(_Event):
     resume_step: int = 0
 
 
-class ReportEvent(_Event):
+class ReportEvent(BaseEvent):
     """An intermediate value at a step (``trial.report``)."""
 
     type: Literal["report"] = "report"
@@ -53,14 +53,14 @@ class ReportEvent(_Event):
         return value
 
 
-class CheckpointEvent(_Event):
+class CheckpointEvent(BaseEvent):
     """A checkpoint for ``step`` was written (atomically) to the trial's folder."""
 
     type: Literal["checkpoint"] = "checkpoint"
     step: int = Field(ge=0)
 
 
-class UserAttrEvent(_Event):
+class UserAttrEvent(BaseEvent):
     """``trial.set_user_attr(key, value)`` on the pod: the controller records it on the trial."""
 
     type: Literal["user_attr"] = "user_attr"
@@ -68,21 +68,27 @@ class UserAttrEvent(_Event):
     value: Any
 
 
-class DoneEvent(_Event):
+class FinalEvent(BaseEvent):
+    """The last event of an attempt; it carries the CPU time the attempt used."""
+
+    cpu_seconds: float | None = None
+
+
+class DoneEvent(FinalEvent):
     """The objective returned ``value``: the trial is complete."""
 
     type: Literal["done"] = "done"
     value: float
 
 
-class PrunedEvent(_Event):
+class PrunedEvent(FinalEvent):
     """The objective raised ``optuna.TrialPruned`` (or obeyed a prune order)."""
 
     type: Literal["pruned"] = "pruned"
     step: int | None = None
 
 
-class ErrorEvent(_Event):
+class ErrorEvent(FinalEvent):
     """The objective raised: the trial fails with this message."""
 
     type: Literal["error"] = "error"
@@ -90,13 +96,13 @@ class ErrorEvent(_Event):
     traceback: str = ""
 
 
-class PreemptedEvent(_Event):
+class PreemptedEvent(FinalEvent):
     """The attempt got SIGTERM without being told to stop: it may resume elsewhere."""
 
     type: Literal["preempted"] = "preempted"
 
 
-class StoppedEvent(_Event):
+class StoppedEvent(FinalEvent):
     """The attempt obeyed a stop order from ``control.json``."""
 
     type: Literal["stopped"] = "stopped"
@@ -112,7 +118,7 @@ _EVENT = TypeAdapter(Event)
 FINAL_TYPES = frozenset({"done", "pruned", "error", "preempted", "stopped"})
 
 
-def encode_event(event: _Event) -> bytes:
+def encode_event(event: BaseEvent) -> bytes:
     """One event as one line of JSON, newline included."""
     return (event.model_dump_json(exclude_none=True) + "\n").encode()
 

@@ -12,6 +12,7 @@ import importlib
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import sys
@@ -35,7 +36,8 @@ from hpo.events import (
     PrunedEvent,
     StartEvent,
     StoppedEvent,
-    _Event,
+    BaseEvent,
+    FinalEvent,
     drain,
     encode_event,
 )
@@ -113,7 +115,10 @@ def run_attempt(address: AttemptAddress, volume: Volume, *, cache_dir: Path | No
     layout = StudyLayout(address.study)
     events_key = layout.events(address.trial, address.attempt)
 
-    def emit(event: _Event) -> None:
+    def emit(event: BaseEvent) -> None:
+        if isinstance(event, FinalEvent):
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            event = event.model_copy(update={"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3)})
         volume.append_bytes(events_key, encode_event(event))
 
     # A container that exits is restarted (RunPod does this to pods): never run a

@@ -16,7 +16,7 @@ from typing import Any
 
 from hpo.agent._checkpoint import decode_checkpoint, encode_checkpoint
 from hpo.errors import VolumeError, VolumeNotFoundError
-from hpo.events import CheckpointEvent, ReportEvent, UserAttrEvent, _Event
+from hpo.events import CheckpointEvent, ReportEvent, UserAttrEvent, BaseEvent
 from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
 from hpo.volume import Volume
@@ -45,7 +45,7 @@ class AgentTrial:
         emit: Appends one event to the attempt's event file.
     """
 
-    def __init__(self, spec: TrialSpec, attempt: int, volume: Volume, emit: Callable[[_Event], None]) -> None:
+    def __init__(self, spec: TrialSpec, attempt: int, volume: Volume, emit: Callable[[BaseEvent], None]) -> None:
         self._spec = spec
         self._volume = volume
         self._emit = emit

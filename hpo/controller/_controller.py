@@ -38,7 +38,7 @@ from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
 from hpo.controller._progress import ProgressSink, StudyTally
 from hpo.errors import HpoError
-from hpo.events import Event, EventTail, drain
+from hpo.events import Event, EventTail, FinalEvent, drain
 from hpo.journal import StudyStorage
 from hpo.layout import StudyLayout
 from hpo.lease import Lease
@@ -52,6 +52,7 @@ ATTR_ATTEMPTS = "attempts"  # attempts launched so far; the current one is attem
 ATTR_PREEMPTIONS = "preemptions"
 ATTR_ERROR = "error"
 ATTR_LAST_STEP = "last_step"
+ATTR_CPU_SECONDS = "cpu_seconds"  # CPU time the trial's processes used (local backend)
 
 
 @dataclass
@@ -190,6 +191,8 @@ class Controller:
 
     def _apply(self, run: TrialRun, event: Event) -> None:
         assert self.study is not None
+        if isinstance(event, FinalEvent) and event.cpu_seconds is not None:
+            self._add_cpu_seconds(run, event.cpu_seconds)
         if event.type == "report":
             if event.step in run.reported:
                 return  # a resumed attempt repeating a step: the first value stands
@@ -214,6 +217,14 @@ class Controller:
             pass  # the worker goes away next; _attempt_ended launches the next attempt
         elif event.type == "stopped":
             pass  # an ordered stop: the trial stays running for a later controller
+
+    def _add_cpu_seconds(self, run: TrialRun, seconds: float) -> None:
+        """Sum the CPU time of the trial's attempts (a worker killed after its verdict reports none)."""
+        trial = self.storage.optuna.get_trial(run.trial_id)
+        if trial.state.is_finished():
+            return
+        before = float(trial.user_attrs.get(ATTR_CPU_SECONDS, 0.0))
+        self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_CPU_SECONDS, round(before + seconds, 3))
 
     def _prune(self, run: TrialRun, step: int) -> None:
         # Tell first and flush, then act: a crash in between leaves a journal
