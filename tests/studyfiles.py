@@ -10,6 +10,7 @@ import psutil
 
 from hpo.config import StudyConfig, load_study
 from hpo.events import ReportEvent, drain
+from hpo.journal import open_storage
 from hpo.layout import StudyLayout
 from hpo.volume import DirectoryVolume
 
@@ -38,17 +39,27 @@ studies:
       x: {type: float, low: 0.0, high: 1.0}
       pace: {type: categorical, choices: [PACE]}
       fail_trial: {type: categorical, choices: [FAIL_TRIAL]}
+      garbage: {type: categorical, choices: [GARBAGE]}
     sampler: {type: random, seed: 11}
     pruner: {type: none}
     fidelity: {max_step: MAX_STEP}
     budget: {trials: TRIALS, concurrency: CONCURRENCY, max_attempts: 3}
     volume: {path: storage}
     poll_interval: 0.05
+    STORAGE
 """
 
 
 def make_workspace(
-    root: Path, *, pace: float = 0.05, fail_trial: int = -1, max_step: int = 6, trials: int = 4, concurrency: int = 2
+    root: Path,
+    *,
+    pace: float = 0.05,
+    fail_trial: int = -1,
+    max_step: int = 6,
+    trials: int = 4,
+    concurrency: int = 2,
+    garbage: bool = False,
+    storage: str | None = None,
 ) -> Path:
     """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/."""
     root.mkdir(parents=True, exist_ok=True)
@@ -58,6 +69,8 @@ def make_workspace(
         .replace("MAX_STEP", str(max_step))
         .replace("TRIALS", str(trials))
         .replace("CONCURRENCY", str(concurrency))
+        .replace("GARBAGE", "true" if garbage else "false")
+        .replace("STORAGE", f"storage: {storage}" if storage else "")
     )
     (root / "studies.yaml").write_text(text)
     objectives = root / "objectives"
@@ -104,9 +117,9 @@ def first_reports(config: StudyConfig, trial: int) -> dict[int, float]:
 
 
 def load_trials(config: StudyConfig, cache_dir: Path) -> list[optuna.trial.FrozenTrial]:
-    from hpo.journal import open_storage
-
-    storage = open_storage(DirectoryVolume(config.volume.path), config.name, cache_dir=cache_dir)  # type: ignore[union-attr]
+    """The study's trials, read as a fresh reader (another machine, another process) would."""
+    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    storage = open_storage(volume, config.name, url=config.storage, cache_dir=cache_dir)
     study = storage.load_study(config.name)
     assert study is not None
     return study.get_trials()

@@ -177,3 +177,35 @@ def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -
         first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady", "--quiet")
         first.communicate(timeout=120)
     assert study_processes(config) == []
+
+
+def test_garbage_and_torn_lines_in_an_event_file_never_stop_the_controller(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    studies = make_workspace(tmp_path / "project", garbage=True, trials=2, concurrency=2, max_step=4, pace=0.05)
+    config = study_config(studies, "steady")
+    with caplog.at_level("WARNING", logger="hpo.events"):
+        build_controller(config, cache_dir=tmp_path / "cache").run()
+
+    trials = load_trials(config, tmp_path / "cache-reader")
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    x = trials[0].params["x"]
+    assert trials[0].intermediate_values == {step: x + 1.0 / step for step in range(1, 5)}
+    warnings = [r.getMessage() for r in caplog.records]
+    # start, report 1, checkpoint 1, then the garbage line
+    assert any("hpo/steady/trials/0/attempts/0/events.jsonl: line 4: skipped" in m for m in warnings), warnings
+    assert len(warnings) == 1  # the torn line was never mistaken for garbage
+
+
+def test_a_study_on_sqlite_storage_runs_and_resumes(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project", trials=3, concurrency=2, max_step=3, storage="sqlite:///optuna.db")
+    config = study_config(studies, "steady")
+    build_controller(config, cache_dir=tmp_path / "cache").run()
+    assert (tmp_path / "project" / "optuna.db").is_file()
+    assert not DirectoryVolume(config.volume.path).list("hpo/steady/journal/")  # type: ignore[union-attr]
+
+    bigger = make_workspace(tmp_path / "project", trials=5, concurrency=2, max_step=3, storage="sqlite:///optuna.db")
+    build_controller(study_config(bigger, "steady"), cache_dir=tmp_path / "cache").run()
+    trials = load_trials(study_config(bigger, "steady"), tmp_path / "unused")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    _assert_reports_exactly_once(config, trials)

@@ -84,7 +84,7 @@ class LocalBackend(Backend):
         self._kill_grace = kill_grace
         self._python = python
         self._clock = clock
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, tuple[subprocess.Popen[bytes], WorkerHandle]] = {}
         self._kill_at: dict[int, float] = {}  # pid -> when SIGKILL is due
 
     def launch(self, ref: AttemptRef) -> WorkerHandle:
@@ -104,12 +104,12 @@ class LocalBackend(Backend):
                 )
             except OSError as exc:
                 raise BackendError(f"cannot start {self._python} for {ref}: {exc.strerror}") from exc
-        self._children[proc.pid] = proc
         try:
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.NoSuchProcess:
             create_time = 0.0
         handle = WorkerHandle(ref, _handle_id(proc.pid, create_time), "running", {"pid": proc.pid})
+        self._children[proc.pid] = (proc, handle)
         self._volume.write_json(
             self._layout.launch(ref.trial, ref.attempt),
             {"backend": self.name, "pid": proc.pid, "create_time": create_time, "host": socket.gethostname()},
@@ -137,13 +137,17 @@ class LocalBackend(Backend):
             if ref in live:  # two processes for one attempt: keep the older, the newer is a stray
                 handle = min(live[ref], handle, key=lambda h: float(h.id.split("@")[1]))
             live[ref] = handle
+        # A child forked but not yet exec'd still shows our environment, not its own:
+        # our own children count as live until they have exited.
+        for _proc, handle in self._children.values():
+            live.setdefault(handle.ref, handle)
         self._kill_overdue()
         return live
 
     def terminate(self, handle: WorkerHandle) -> None:
         pid = int(handle.detail.get("pid") or handle.id.split("@")[0])
-        if not self._is_same_process(handle, pid):
-            return
+        if pid in self._kill_at or not self._is_same_process(handle, pid):
+            return  # already signalled (a second SIGTERM would cut its last words short), or gone
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -174,7 +178,7 @@ class LocalBackend(Backend):
             return False
 
     def _reap_children(self) -> None:
-        for pid, proc in list(self._children.items()):
+        for pid, (proc, _handle) in list(self._children.items()):
             if proc.poll() is not None:
                 del self._children[pid]
                 self._kill_at.pop(pid, None)
