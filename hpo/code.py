@@ -27,18 +27,24 @@ _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".git"}
 
 def pack_folder(folder: Path, arcname: str = "objectives") -> bytes:
     """A byte-for-byte reproducible ``.tar.gz`` of ``folder`` (same files -> same bytes)."""
+    files = {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+        and path.suffix != ".pyc"
+        and not any(part in _SKIP_DIRS for part in path.relative_to(folder).parts)
+    }
+    # A regular package (with __init__.py) at the front of sys.path beats any other
+    # `objectives` an interpreter can see; a namespace package would lose to one.
+    files.setdefault("__init__.py", b"")
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(folder.rglob("*")):
-            rel = path.relative_to(folder)
-            if any(part in _SKIP_DIRS for part in rel.parts) or not path.is_file() or path.suffix == ".pyc":
-                continue
-            info = tarfile.TarInfo(f"{arcname}/{rel.as_posix()}")
-            data = path.read_bytes()
-            info.size = len(data)
+        for name in sorted(files):
+            info = tarfile.TarInfo(f"{arcname}/{name}")
+            info.size = len(files[name])
             info.mode = 0o644
             info.mtime = 0
-            tar.addfile(info, io.BytesIO(data))
+            tar.addfile(info, io.BytesIO(files[name]))
     return gzip.compress(raw.getvalue(), mtime=0)
 
 

@@ -91,6 +91,10 @@ def load_objective(volume: Volume, spec: TrialSpec, cache_dir: Path) -> Callable
     if spec.code:
         root = unpack_objectives(volume, spec.study, spec.code, cache_dir)
         sys.path.insert(0, str(root))
+        # The snapshot's package must win over any `objectives` imported before (an installed copy).
+        for name in [n for n in sys.modules if n == "objectives" or n.startswith("objectives.")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()  # the folder was just unpacked
     try:
         module = importlib.import_module(f"objectives.{module_name}")
     except ModuleNotFoundError as exc:

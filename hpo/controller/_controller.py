@@ -127,7 +127,6 @@ class Controller:
         self.sleep = sleep
         self.layout = StudyLayout(config.name)
         self.runs: dict[int, TrialRun] = {}
-        self.terminating: dict[AttemptRef, WorkerHandle] = {}
         self.study: optuna.Study | None = None
         self.tally = StudyTally(config.name, config.budget.trials)
 
@@ -161,7 +160,7 @@ class Controller:
                 if max_cycles is not None and cycles >= max_cycles:
                     break
                 self.sleep(self.config.poll_interval)
-            self._await_terminations()
+            self._await_unowned_workers()
         finally:
             self.storage.flush()
             self.progress.stop(self.tally)
@@ -173,7 +172,6 @@ class Controller:
         """One poll cycle (see the module docstring)."""
         self.lease.renew()
         live = self.backend.list_live()
-        self._settle_terminations(live)
         sizes = self.volume.sizes([run.tail.key for run in self.runs.values()])
         for run in list(self.runs.values()):
             run.handle = live.get(run.ref)
@@ -216,7 +214,10 @@ class Controller:
         elif event.type == "preempted":
             pass  # the worker goes away next; _attempt_ended launches the next attempt
         elif event.type == "stopped":
-            pass  # an ordered stop: the trial stays running for a later controller
+            # An ordered stop (budget): the trial stays RUNNING, resumable by a later run.
+            del self.runs[run.number]
+            run.finished = True
+            self.progress.message(f"trial {run.number} stopped at step {run.last_step}; a later run resumes it")
 
     def _add_cpu_seconds(self, run: TrialRun, seconds: float) -> None:
         """Sum the CPU time of the trial's attempts (a worker killed after its verdict reports none)."""
@@ -233,7 +234,6 @@ class Controller:
         self.volume.write_json(self.layout.control(run.number), {"action": "prune", "step": step})
         if run.handle is not None:
             self.backend.terminate(run.handle)
-            self.terminating[run.ref] = run.handle
 
     def _finish(self, run: TrialRun, state: TrialState, value: float | None) -> None:
         assert self.study is not None
@@ -244,9 +244,6 @@ class Controller:
         self.storage.flush()
         run.finished = True
         del self.runs[run.number]
-        if run.handle is not None and state != TrialState.PRUNED:
-            # A finished worker exits by itself; make sure it does (no worker outlives its trial).
-            self.terminating.setdefault(run.ref, run.handle)
         name = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]
         self._refresh_tally()
         self.progress.trial_finished(self.tally, run.number, name, value if value is not None else run.last_value, run.last_step)
@@ -324,7 +321,6 @@ class Controller:
                 log.info("terminating stray worker %s (%s): no running trial owns it", handle.id, ref)
                 self.progress.message(f"terminating stray worker of {ref}")
                 self.backend.terminate(handle)
-                self.terminating[ref] = handle
         if self.runs:
             self.progress.message(f"adopted {len(self.runs)} running trial(s): {', '.join(str(n) for n in sorted(self.runs))}")
 
@@ -340,13 +336,14 @@ class Controller:
         if not self.volume.exists(self.layout.spec(number)):
             self._write_spec(number, frozen.params)
         control = self._read_control(number)
+        if control == "stop":
+            self.volume.delete(self.layout.control(number))  # this run decides anew whether it may go on
         if control == "prune":
             handle = live.get(run.ref)
             run.handle = handle
             self._finish(run, TrialState.PRUNED, None)
             if handle is not None:
                 self.backend.terminate(handle)
-                self.terminating[run.ref] = handle
             return
         if attempts == 0:
             self._start_attempt(run, 0)  # asked, but the crash came before its first launch
@@ -367,26 +364,29 @@ class Controller:
         except (HpoError, AttributeError):
             return None
 
-    # -- terminations -------------------------------------------------------------------
+    # -- the end of a run ---------------------------------------------------------------
 
-    def _settle_terminations(self, live: dict[AttemptRef, WorkerHandle]) -> None:
-        for ref in list(self.terminating):
-            if ref not in live:
-                del self.terminating[ref]
+    def _await_unowned_workers(self, timeout: float = 30.0, exit_grace: float = 5.0) -> None:
+        """Wait (bounded) until no worker lives that no running trial owns: none outlives its trial.
 
-    def _await_terminations(self, timeout: float = 30.0) -> None:
-        """Wait (bounded) until every worker we stopped is gone: none outlives the run."""
-        deadline = self.clock() + timeout
-        while self.terminating and self.clock() < deadline:
-            live = self.backend.list_live()
-            for ref, handle in live.items():
-                if ref in self.terminating:
-                    self.backend.terminate(handle)  # idempotent; escalates after the grace period
-            self._settle_terminations(live)
-            if self.terminating:
-                self.sleep(min(0.1, self.config.poll_interval))
-        for ref in self.terminating:
-            log.warning("worker of %s still alive after %.0fs; `hpo cleanup` will stop it", ref, timeout)
+        Finished workers exit by themselves and pruned ones were already told to;
+        any still alive after ``exit_grace`` is terminated (the backend escalates).
+        """
+        owned = {run.ref for run in self.runs.values()}
+        started = self.clock()
+        while True:
+            unowned = [h for ref, h in self.backend.list_live().items() if ref not in owned]
+            waited = self.clock() - started
+            if not unowned:
+                return
+            if waited >= timeout:
+                for handle in unowned:
+                    log.warning("worker %s of %s still alive after %.0fs; `hpo cleanup` will stop it", handle.id, handle.ref, waited)
+                return
+            if waited >= exit_grace:
+                for handle in unowned:
+                    self.backend.terminate(handle)  # idempotent
+            self.sleep(min(0.1, self.config.poll_interval))
 
     # -- reporting ----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ for logs and pipes, and silence for ``--quiet``.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 from rich.console import Console
@@ -26,10 +26,8 @@ class StudyTally:
     pruned: int = 0
     failed: int = 0
     running: int = 0
-    preempted: int = 0
     best_value: float | None = None
     best_trial: int | None = None
-    previous: int = field(default=0)  # trials finished before this run started
 
     @property
     def finished(self) -> int:
@@ -38,9 +36,8 @@ class StudyTally:
     def line(self) -> str:
         best = "-" if self.best_value is None else f"{self.best_value:.4g} (trial {self.best_trial})"
         return (
-            f"{self.study}: {self.finished}/{self.target} done "
-            f"({self.complete} complete, {self.pruned} pruned, {self.failed} failed), "
-            f"{self.running} running, best {best}"
+            f"{self.study}: {self.finished}/{self.target} done, {self.complete} complete, "
+            f"{self.pruned} pruned, {self.failed} failed, {self.running} running; best {best}"
         )
 
 

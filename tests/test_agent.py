@@ -1,0 +1,125 @@
+"""The agent, run in-process on a directory volume: specs, orders, restarts, objective errors."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpo.agent import AttemptAddress, run_attempt
+from hpo.code import publish_objectives
+from hpo.errors import ObjectiveError
+from hpo.events import DoneEvent, drain, encode_event
+from hpo.layout import StudyLayout
+from hpo.spec import TrialSpec
+from hpo.volume import DirectoryVolume
+
+OBJECTIVES = {
+    "good": """
+        def objective(trial):
+            x = trial.suggest_float("x", 0, 1)
+            trial.report(x, 1)
+            trial.set_user_attr("note", "hi")
+            return x * 2
+    """,
+    "typo": """
+        def objective(trial):
+            return trial.suggest_float("y", 0, 1)
+    """,
+    "not_a_number": """
+        def objective(trial):
+            return "0.5 please"
+    """,
+    "prunes": """
+        import optuna
+        def objective(trial):
+            trial.report(1.0, 3)
+            raise optuna.TrialPruned()
+    """,
+    "raises": """
+        def objective(trial):
+            raise KeyError("missing column")
+    """,
+}
+
+LAYOUT = StudyLayout("s")
+
+
+@pytest.fixture(autouse=True)
+def keep_sigterm_handler() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> DirectoryVolume:
+    folder = tmp_path / "objectives"
+    folder.mkdir()
+    for name, code in OBJECTIVES.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(code))
+    volume = DirectoryVolume(tmp_path / "vol")
+    sha = publish_objectives(volume, "s", folder)
+    for number, name in enumerate(OBJECTIVES):
+        TrialSpec(
+            study="s", trial=number, objective=name, params={"x": 0.25},
+            search_space={"x": {"type": "float", "low": 0, "high": 1}}, max_step=5, code=sha,
+        ).write(volume, LAYOUT.spec(number))
+    return volume
+
+
+def _run(volume: DirectoryVolume, tmp_path: Path, trial: int, attempt: int = 0) -> tuple[int, list]:
+    code = run_attempt(AttemptAddress("s", trial, attempt, str(volume.root)), volume, cache_dir=tmp_path / "cache")
+    return code, drain(volume, LAYOUT.events(trial, attempt))
+
+
+def test_a_good_objective_reports_and_is_done(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, 0)
+    assert code == 0
+    assert [e.type for e in events] == ["start", "report", "user_attr", "done"]
+    assert events[-1].value == 0.5 and events[-1].cpu_seconds is not None
+
+
+def test_a_parameter_outside_the_search_space_is_refused_by_name(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, 1)
+    assert code == 1 and events[-1].type == "error"
+    assert "'y' is not in the search space of study 's'" in events[-1].message and "known: x" in events[-1].message
+
+
+def test_a_non_float_result_fails_clearly(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, 2)
+    assert code == 1 and "must return a float" in events[-1].message
+
+
+def test_trial_pruned_raised_by_the_objective(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, 3)
+    assert code == 0 and events[-1].type == "pruned" and events[-1].step == 3
+
+
+def test_an_exception_is_recorded_with_its_traceback(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, 4)
+    assert code == 1 and events[-1].message == "KeyError: 'missing column'"
+    assert "raises.py" in events[-1].traceback
+
+
+def test_a_restarted_container_never_reruns_a_finished_attempt(volume: DirectoryVolume, tmp_path: Path) -> None:
+    volume.append_bytes(LAYOUT.events(0, 0), encode_event(DoneEvent(value=1.0)))
+    code, events = _run(volume, tmp_path, 0)
+    assert code == 0 and [e.type for e in events] == ["done"]
+
+
+@pytest.mark.parametrize(("order", "final"), [("prune", "pruned"), ("stop", "stopped")])
+def test_an_order_in_control_json_is_obeyed_before_starting(
+    volume: DirectoryVolume, tmp_path: Path, order: str, final: str
+) -> None:
+    volume.write_json(LAYOUT.control(0), {"action": order})
+    code, events = _run(volume, tmp_path, 0)
+    assert code == 0 and [e.type for e in events] == [final]
+
+
+def test_missing_environment_is_named() -> None:
+    with pytest.raises(ObjectiveError, match="HPO_TRIAL, HPO_ATTEMPT"):
+        AttemptAddress.from_env({"HPO_STUDY": "s", "HPO_VOLUME": "/v"})
