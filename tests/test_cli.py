@@ -106,3 +106,12 @@ def test_a_trial_process_gets_only_what_the_agent_needs(monkeypatch: pytest.Monk
         "PYTHONPATH", "VIRTUAL_ENV", "HPO_CACHE_DIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
         "PYTHONUNBUFFERED",
     }
+
+
+def test_an_objective_module_that_does_not_exist_is_named_before_any_trial(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path)
+    studies.write_text(studies.read_text().replace("objective: steady", "objective: steddy"))
+    result = hpo("run", "--study", "steady", "--studies", str(studies), env={**os.environ, "HPO_CACHE_DIR": str(tmp_path / "c")})
+    assert result.returncode == 2
+    assert "study 'steady': key 'objective'" in result.stderr and "did you mean 'steady'?" in result.stderr
+    assert not (tmp_path / "storage" / "hpo").exists()

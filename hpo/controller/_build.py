@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,19 @@ def open_study_volume(config: StudyConfig) -> Volume:
     )
 
 
+def check_objective(config: StudyConfig, folder: Path) -> None:
+    """Refuse, before any trial starts, an objective module that objectives/ does not have."""
+    module = config.objective.partition(":")[0]
+    if (folder / f"{module}.py").is_file() or (folder / module / "__init__.py").is_file():
+        return
+    known = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    close = difflib.get_close_matches(module, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; objectives there: {', '.join(known) or 'none'}"
+    raise ConfigError(
+        f"{config.source.name}: study {config.name!r}: key 'objective': no module {folder / module}.py{hint}"
+    )
+
+
 def make_backend(config: StudyConfig, volume: Volume) -> Backend:
     """The backend ``compute.backend`` names."""
     if config.compute.backend == "local":
@@ -46,6 +60,8 @@ def build_controller(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Controller:
     """A controller for ``config``, with every part opened but the lease not yet taken."""
+    objectives = config.source.parent / "objectives"
+    check_objective(config, objectives)
     volume = open_study_volume(config)
     backend = backend or make_backend(config, volume)
     lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval))
@@ -53,7 +69,7 @@ def build_controller(
     lease.acquire()
     try:
         storage = open_storage(volume, config.name, url=config.storage, writer=True, cache_dir=cache_dir)
-        code_sha = publish_objectives(volume, config.name, config.source.parent / "objectives")
+        code_sha = publish_objectives(volume, config.name, objectives)
     except BaseException:
         lease.release()
         raise
