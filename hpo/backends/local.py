@@ -47,6 +47,20 @@ def worker_env(study: str, ref: AttemptRef, volume_root: str) -> dict[str, str]:
     return env
 
 
+def _signal_group(pid: int, sig: signal.Signals) -> bool:
+    """Signal the worker's process group (the agent and anything it forked); False if it is gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # not a group leader we may signal: the process alone, then
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return False
+    return True
+
+
 def _handle_id(pid: int, create_time: float) -> str:
     # pid plus start time: a recycled pid never matches an old handle.
     return f"{pid}@{create_time:.3f}"
@@ -148,24 +162,8 @@ class LocalBackend(Backend):
         pid = int(handle.detail.get("pid") or handle.id.split("@")[0])
         if pid in self._kill_at or not self._is_same_process(handle, pid):
             return  # already signalled (a second SIGTERM would cut its last words short), or gone
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, signal.SIGTERM)
-        self._kill_at.setdefault(pid, self._clock() + self._kill_grace)
-
-    def wait_gone(self, handles: list[WorkerHandle], deadline: float, sleep: Callable[[float], None] = time.sleep) -> list[WorkerHandle]:
-        """Wait until none of ``handles`` is alive (SIGKILL after grace); return any still alive at ``deadline``."""
-        pending = list(handles)
-        while pending and self._clock() < deadline:
-            self._reap_children()
-            self._kill_overdue()
-            pending = [h for h in pending if self._is_same_process(h, int(h.id.split("@")[0]))]
-            if pending:
-                sleep(0.05)
-        return pending
+        if _signal_group(pid, signal.SIGTERM):
+            self._kill_at.setdefault(pid, self._clock() + self._kill_grace)
 
     def _is_same_process(self, handle: WorkerHandle, pid: int) -> bool:
         try:
@@ -188,12 +186,7 @@ class LocalBackend(Backend):
         for pid, due in list(self._kill_at.items()):
             if now < due:
                 continue
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                os.kill(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)
             del self._kill_at[pid]
 
     def close(self) -> None:

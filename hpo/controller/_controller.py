@@ -132,11 +132,8 @@ class Controller:
 
     # -- the run ------------------------------------------------------------------------
 
-    def run(self, max_cycles: int | None = None) -> RunSummary:
-        """Run poll cycles until the study's trial budget is spent and nothing runs.
-
-        ``max_cycles`` stops earlier (tests use it to leave work for a successor).
-        """
+    def run(self) -> RunSummary:
+        """Run poll cycles until the study's trial budget is spent and nothing runs."""
         started = self.clock()
         self.lease.acquire()
         try:
@@ -151,13 +148,9 @@ class Controller:
             self.storage.flush()
             self._recover()
             self.progress.start(self.tally)
-            cycles = 0
             while True:
                 self.cycle()
-                cycles += 1
-                if not self.runs and (self._trials_left() == 0):
-                    break
-                if max_cycles is not None and cycles >= max_cycles:
+                if not self.runs and self._trials_left() == 0:
                     break
                 self.sleep(self.config.poll_interval)
             self._await_unowned_workers()
