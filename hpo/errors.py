@@ -10,6 +10,13 @@ turns each into one line on stderr and a non-zero exit code, never a traceback::
     ├── JournalError         the study's journal on the volume is inconsistent
     ├── LeaseError           another live controller holds the study
     ├── BackendError         a backend could not launch, list or stop trial workers
+    │   └── CloudError       RunPod's API refused or failed a call
+    │       ├── AuthError            401: the API key is missing or wrong
+    │       ├── CapacityError        no capacity for a GPU type (try the next; retry later)
+    │       ├── PoolDeniedError      403: the account cannot use that pool (skip it)
+    │       ├── BalanceError         402: the balance is out (stop launching)
+    │       ├── RequestRejectedError 422 or a rule-breaking 400 (fix the study; never retry)
+    │       └── ApiError             anything else (method, path, status, detail)
     └── ObjectiveError       an objective cannot be found or imported
 """
 
@@ -56,6 +63,45 @@ class LeaseError(HpoError):
 
 class BackendError(HpoError):
     """A backend could not launch, list or stop trial workers."""
+
+
+class CloudError(BackendError):
+    """A call to RunPod's API was refused or failed.
+
+    Keeps what a message and a decision need: the method, path, HTTP status and
+    RunPod's ``detail``. Decisions are made by the subclass, never by matching text.
+    """
+
+    def __init__(self, message: str, *, method: str = "", path: str = "", status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+
+
+class AuthError(CloudError):
+    """The API key is missing, wrong or not allowed to do this."""
+
+
+class CapacityError(CloudError):
+    """RunPod has no capacity for the requested GPU type right now."""
+
+
+class PoolDeniedError(CloudError):
+    """The account cannot use the requested pool (HTTP 403 on create)."""
+
+
+class BalanceError(CloudError):
+    """The account's balance is exhausted (HTTP 402): no create can succeed."""
+
+
+class RequestRejectedError(CloudError):
+    """The request breaks RunPod's contract or a rule (422, or a 400 that is not capacity)."""
+
+
+class ApiError(CloudError):
+    """Any other failure of a RunPod API call."""
 
 
 class ObjectiveError(HpoError):

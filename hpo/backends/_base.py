@@ -63,5 +63,13 @@ class Backend(ABC):
     def terminate(self, handle: WorkerHandle) -> None:
         """Stop the worker now; silently succeed if it is already gone."""
 
+    def reap_dead(self) -> list[WorkerHandle]:
+        """Dispose of the study's dead workers seen by the last :meth:`list_live` (exited pods).
+
+        A dead worker runs nothing but may still cost (a stopped pod keeps its
+        disk), so the controller calls this every cycle. Returns what it removed.
+        """
+        return []
+
     def close(self) -> None:
         """Release clients and files; live workers stay alive (the next controller adopts them)."""

@@ -10,7 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.cli._common import add_study_arguments, print_json, study_from_args
-from hpo.controller import open_study_volume
+from hpo.backends import AttemptRef, WorkerHandle
+from hpo.config import StudyConfig
+from hpo.controller import make_backend, open_study_volume
+from hpo.errors import HpoError
+from hpo.volume import Volume
 from hpo.status import best_row, study_rows
 
 
@@ -29,9 +33,23 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _live_workers(config: StudyConfig, volume: Volume) -> dict[AttemptRef, WorkerHandle] | None:
+    """The backend's view of live workers, or None (with a warning) when it cannot be asked."""
+    try:
+        backend = make_backend(config, volume)
+        try:
+            return backend.list_live()
+        finally:
+            backend.close()
+    except HpoError as exc:
+        print(f"hpo: warning: cannot list the study's workers ({exc}); showing launch records", file=sys.stderr)
+        return None
+
+
 def status(args: argparse.Namespace) -> int:
     config = study_from_args(args)
-    rows = study_rows(config, open_study_volume(config))
+    volume = open_study_volume(config)
+    rows = study_rows(config, volume, live=_live_workers(config, volume))
     if args.json:
         print_json({"study": config.name, "trials": [dataclasses.asdict(r) for r in rows or []]})
         return 0

@@ -177,16 +177,21 @@ class LocalVolume(ConfigModel):
     @field_validator("path", mode="plain")
     @classmethod
     def _resolve(cls, value: Any, info: ValidationInfo) -> Path:
-        if isinstance(value, Path):
-            value = str(value)
-        if not isinstance(value, str) or not value.strip():
-            raise fail(f"must be a folder path (got {show(value)})")
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            base = (info.context or {}).get("base_dir")
-            path = Path(base or Path.cwd()) / path
-        # abspath, not resolve(): normalise ".." without following symlinks.
-        return Path(os.path.abspath(path))
+        return _folder(value, info)
+
+
+def _folder(value: Any, info: ValidationInfo) -> Path:
+    """A folder path, relative ones taken from the directory holding studies.yaml."""
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"must be a folder path (got {show(value)})")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        base = (info.context or {}).get("base_dir")
+        path = Path(base or Path.cwd()) / path
+    # abspath, not resolve(): normalise ".." without following symlinks.
+    return Path(os.path.abspath(path))
 
 
 _VOLUME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -221,6 +226,14 @@ class RunPodVolume(ConfigModel):
     data_center: DataCenter
     mount_path: Annotated[str, PlainValidator(_mount_path)] = "/workspace"
     endpoint: Annotated[str, PlainValidator(_endpoint)] | None = None
+    #: Where this machine sees the volume as a folder: a pod that mounts it, or the
+    #: fake RunPod's folder for it. Without it the volume is reached over S3.
+    local_path: Path | None = None
+
+    @field_validator("local_path", mode="plain")
+    @classmethod
+    def _resolve_local(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return None if value is None else _folder(value, info)
 
     @property
     def s3_endpoint_url(self) -> str:

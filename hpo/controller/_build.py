@@ -9,10 +9,11 @@ from pathlib import Path
 
 from hpo.backends import Backend, LocalBackend
 from hpo.code import publish_objectives
-from hpo.config import LocalVolume, StudyConfig
+from hpo.backends.runpod import RunPodApi, RunPodBackend
+from hpo.config import LocalCompute, LocalVolume, RunPodVolume, StudyConfig
 from hpo.controller._controller import Controller
 from hpo.controller._progress import ProgressSink
-from hpo.errors import BackendError, ConfigError
+from hpo.errors import AuthError, ConfigError
 from hpo.journal import open_storage
 from hpo.lease import Lease
 from hpo.volume import DirectoryVolume, Volume
@@ -22,9 +23,12 @@ def open_study_volume(config: StudyConfig) -> Volume:
     """The study's volume as this machine reaches it."""
     if isinstance(config.volume, LocalVolume):
         return DirectoryVolume(config.volume.path)
+    if config.volume.local_path is not None:
+        return DirectoryVolume(config.volume.local_path)
     raise ConfigError(
-        f"{config.source.name}: study {config.name!r}: key 'volume': a RunPod network volume "
-        "is not reachable from this machine yet (S3 access comes with a later release); use 'volume: {path: ...}'"
+        f"{config.source.name}: study {config.name!r}: key 'volume.local_path': network volume "
+        f"{config.volume.id} can only be reached as a folder in this release (a pod that mounts it, or the "
+        "fake RunPod's folder); S3 access comes with a later release"
     )
 
 
@@ -43,11 +47,15 @@ def check_objective(config: StudyConfig, folder: Path) -> None:
 
 def make_backend(config: StudyConfig, volume: Volume) -> Backend:
     """The backend ``compute.backend`` names."""
-    if config.compute.backend == "local":
+    if isinstance(config.compute, LocalCompute):
         return LocalBackend(config.name, volume)
-    raise BackendError(
-        f"study {config.name!r}: compute backend {config.compute.backend!r} is not available in this release"
-    )
+    if not isinstance(config.volume, RunPodVolume):  # the config refuses this; keep the types honest
+        raise ConfigError(f"study {config.name!r}: runpod compute needs a RunPod network volume")
+    try:
+        api = RunPodApi.from_env()
+    except AuthError as exc:
+        raise AuthError(f"study {config.name!r} runs on RunPod: {exc}") from None
+    return RunPodBackend(config.name, config.compute, config.volume, volume, api)
 
 
 def build_controller(

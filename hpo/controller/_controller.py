@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
 from hpo.controller._progress import ProgressSink, StudyTally
-from hpo.errors import HpoError
+from hpo.errors import BalanceError, CapacityError, HpoError
 from hpo.events import Event, EventTail, FinalEvent, drain
 from hpo.journal import StudyStorage
 from hpo.layout import StudyLayout
@@ -53,6 +53,9 @@ ATTR_PREEMPTIONS = "preemptions"
 ATTR_ERROR = "error"
 ATTR_LAST_STEP = "last_step"
 ATTR_CPU_SECONDS = "cpu_seconds"  # CPU time the trial's processes used (local backend)
+ATTR_QUEUED = "queued"  # True while the current attempt waits for capacity
+
+MAX_QUEUE_DELAY = 300.0  # seconds between launch tries for a trial no GPU type has room for
 
 
 @dataclass
@@ -68,6 +71,8 @@ class TrialRun:
     last_value: float | None = None
     handle: WorkerHandle | None = None
     finished: bool = False
+    queued_until: float | None = None  # no capacity: when to try launching again
+    queue_tries: int = 0
 
     @property
     def ref(self) -> AttemptRef:
@@ -129,6 +134,7 @@ class Controller:
         self.runs: dict[int, TrialRun] = {}
         self.study: optuna.Study | None = None
         self.tally = StudyTally(config.name, config.budget.trials)
+        self.launch_stopped: str | None = None  # why no more launches (balance out), once it happens
 
     # -- the run ------------------------------------------------------------------------
 
@@ -152,6 +158,12 @@ class Controller:
                 self.cycle()
                 if not self.runs and self._trials_left() == 0:
                     break
+                if self.launch_stopped and all(run.queued_until is not None for run in self.runs.values()):
+                    self.progress.message(
+                        f"stopped launching: {self.launch_stopped}; {len(self.runs)} trial(s) left to resume "
+                        f"with `hpo run --study {self.config.name}`"
+                    )
+                    break
                 self.sleep(self.config.poll_interval)
             self._await_unowned_workers()
         finally:
@@ -165,8 +177,13 @@ class Controller:
         """One poll cycle (see the module docstring)."""
         self.lease.renew()
         live = self.backend.list_live()
+        self.backend.reap_dead()
         sizes = self.volume.sizes([run.tail.key for run in self.runs.values()])
         for run in list(self.runs.values()):
+            if run.queued_until is not None:
+                if not self.launch_stopped and self.clock() >= run.queued_until:
+                    self._launch(run)
+                continue
             run.handle = live.get(run.ref)
             for event in run.tail.poll(sizes.get(run.tail.key)):
                 self._apply(run, event)
@@ -298,7 +315,34 @@ class Controller:
         run.handle = None
         self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_ATTEMPTS, attempt + 1)
         self.storage.flush()  # the journal names the attempt before it exists in the world
-        run.handle = self.backend.launch(run.ref)
+        self._launch(run)
+
+    def _launch(self, run: TrialRun) -> None:
+        """Start the run's current attempt; with no capacity anywhere, queue it and try later."""
+        if self.launch_stopped:
+            self._queue(run, self.launch_stopped)
+            return
+        try:
+            run.handle = self.backend.launch(run.ref)
+        except CapacityError as exc:
+            self._queue(run, str(exc))
+            return
+        except BalanceError as exc:
+            self.launch_stopped = str(exc)
+            self.progress.message(f"{self.config.name}: {exc}; no more pods will be launched")
+            self._queue(run, str(exc))
+            return
+        if run.queued_until is not None:
+            run.queued_until, run.queue_tries = None, 0
+            self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_QUEUED, False)
+
+    def _queue(self, run: TrialRun, reason: str) -> None:
+        if run.queued_until is None:
+            self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_QUEUED, True)
+            self.progress.message(f"trial {run.number} queued: {reason}")
+        delay = min(MAX_QUEUE_DELAY, max(1.0, self.config.poll_interval) * 2**run.queue_tries)
+        run.queue_tries += 1
+        run.queued_until = self.clock() + delay
 
     # -- recovery after a controller crash ---------------------------------------------------
 
@@ -350,6 +394,8 @@ class Controller:
                         return
         run.tail = EventTail(self.volume, self.layout.events(number, run.attempt))
         run.handle = live.get(run.ref)
+        if run.handle is None and frozen.user_attrs.get(ATTR_QUEUED) and not self.volume.exists(run.tail.key):
+            run.queued_until = self.clock()  # it was waiting for capacity: launch it again, same attempt
 
     def _read_control(self, number: int) -> str | None:
         try:

@@ -1,0 +1,474 @@
+"""RunPod's API, and the only module that knows its JSON.
+
+Pods are created, listed and terminated through REST v2 (``RUNPOD_API_URL``,
+default ``https://api.runpod.io``); spot pods exist only through GraphQL
+``podRentInterruptable`` (``RUNPOD_API_BASE_URL`` + ``/graphql``, the base the
+``runpod`` SDK reads too), since v2 has no spot field. Everything returned is
+one of our frozen dataclasses; everything raised is a :class:`CloudError`
+subclass chosen by status code.
+
+Retries follow idempotency: GET and DELETE are retried on 5xx, 429 and
+connection errors; a create only on 429, and after a 5xx on a create the pod
+is looked up by name before anything is tried again, because RunPod can
+answer 500 for a pod it did make (and bills).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from hpo.errors import (
+    ApiError,
+    AuthError,
+    BalanceError,
+    CapacityError,
+    CloudError,
+    PoolDeniedError,
+    RequestRejectedError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REST_URL = "https://api.runpod.io"
+DEFAULT_GRAPHQL_BASE = "https://api.runpod.io"
+
+# RunPod's v2 status -> ours. An unknown status is an error, not a guess.
+_STATUS = {
+    "PROVISIONING": "provisioning",
+    "STARTING": "starting",
+    "RUNNING": "running",
+    "EXITED": "exited",
+    "ERROR": "error",
+    "TERMINATED": "terminated",
+}
+
+# No-capacity answers carry no machine-readable code on RunPod (v2 400 and
+# GraphQL alike: only a human-readable text), so this is the one place that
+# reads message text. Phrases from RUNPOD.md §1.6 and §2.
+_CAPACITY_PHRASES = (
+    "no longer any instances available",
+    "no instances currently available",
+    "does not have the resources",
+    "not enough free gpus",
+)
+
+
+def is_capacity_message(text: str) -> bool:
+    """True if RunPod's human-readable ``text`` says a GPU type is sold out."""
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in _CAPACITY_PHRASES)
+
+
+@dataclass(frozen=True)
+class Pod:
+    """A pod as we use it (our names, not RunPod's)."""
+
+    id: str
+    name: str
+    status: str  # provisioning | starting | running | exited | error | terminated
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    cost_per_hr: float | None = None
+    data_center: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """What to create: one GPU type per request (v2 never falls back)."""
+
+    name: str
+    image: str
+    gpu_type: str
+    gpu_count: int = 1
+    data_center_ids: tuple[str, ...] = ()
+    cuda_versions: tuple[str, ...] = ()
+    container_disk_gb: int = 50
+    volume_id: str | None = None
+    mount_path: str = "/workspace"
+    env: Mapping[str, str] = field(default_factory=dict)
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuPrice:
+    """What a GPU type costs per GPU-hour in Secure Cloud, from ``gpuTypes``."""
+
+    gpu_type: str
+    on_demand: float | None
+    spot: float | None
+    minimum_bid: float | None
+    stock: str | None
+
+
+class _Transient(Exception):
+    """A failure worth another try (carries the error to raise if tries run out)."""
+
+    def __init__(self, error: CloudError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    if text.endswith(" UTC"):  # v1's Go format: "2026-08-20 06:16:19.436 +0000 UTC"
+        text = text[: -len(" UTC")]
+        try:
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f %z")
+        except ValueError:
+            return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def pod_from_json(raw: Mapping[str, Any]) -> Pod:
+    """Translate one v2 Pod object."""
+    status = raw.get("status")
+    if status not in _STATUS:
+        raise ApiError(f"RunPod returned pod {raw.get('id')!r} with unknown status {status!r}")
+    gpu = raw.get("gpu") or {}
+    return Pod(
+        id=str(raw["id"]),
+        name=str(raw.get("name") or ""),
+        status=_STATUS[status],
+        gpu_type=gpu.get("id"),
+        gpu_count=int(gpu.get("count") or 1),
+        cost_per_hr=float(raw["cost"]) if raw.get("cost") is not None else None,
+        data_center=raw.get("dataCenterId"),
+        created_at=_parse_time(raw.get("createdAt")),
+        started_at=_parse_time(raw.get("startedAt")),
+    )
+
+
+def create_body(request: PodRequest) -> dict[str, Any]:
+    """The ``POST /v2/pods`` body for ``request`` (secure cloud, the network volume at its mount path)."""
+    gpu: dict[str, Any] = {"id": request.gpu_type, "count": request.gpu_count}
+    if request.cuda_versions:
+        gpu["allowedCudaVersions"] = list(request.cuda_versions)
+    body: dict[str, Any] = {
+        "name": request.name,
+        "image": request.image,
+        "gpu": gpu,
+        "cloud": "SECURE",
+        "disk": request.container_disk_gb,
+        "env": dict(request.env),
+    }
+    if request.data_center_ids:
+        body["dataCenterIds"] = list(request.data_center_ids)
+    if request.volume_id:
+        body["mounts"] = {"network": [{"volumeId": request.volume_id, "path": request.mount_path}]}
+    if request.ports:
+        body["ports"] = list(request.ports)
+    return body
+
+
+class _Enum(str):
+    """A GraphQL enum value: written without quotes."""
+
+
+def _gql(value: Any) -> str:
+    """A GraphQL literal (RunPod's API takes values inline, as the runpod SDK sends them)."""
+    if isinstance(value, _Enum):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid GraphQL string escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_gql(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_gql(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no GraphQL literal for {value!r}")
+
+
+def spot_input(request: PodRequest, bid_per_gpu: float) -> dict[str, Any]:
+    """The ``podRentInterruptable`` input for ``request`` at ``bid_per_gpu``."""
+    data: dict[str, Any] = {
+        "bidPerGpu": round(bid_per_gpu, 4),
+        "cloudType": _Enum("SECURE"),
+        "gpuCount": request.gpu_count,
+        "gpuTypeId": request.gpu_type,
+        "name": request.name,
+        "imageName": request.image,
+        "containerDiskInGb": request.container_disk_gb,
+        "volumeInGb": 0,
+        "volumeMountPath": request.mount_path,
+        "env": [{"key": k, "value": v} for k, v in request.env.items()],
+        "ports": ",".join(request.ports),
+    }
+    if request.volume_id:
+        data["networkVolumeId"] = request.volume_id
+    if len(request.data_center_ids) == 1:
+        data["dataCenterId"] = request.data_center_ids[0]
+    if request.cuda_versions:
+        data["allowedCudaVersions"] = list(request.cuda_versions)
+    return data
+
+
+class RunPodApi:
+    """A RunPod API client: one ``requests`` session, a timeout on every call, retries by idempotency.
+
+    Args:
+        api_key: Sent as ``Authorization: Bearer``; never logged.
+        rest_url: REST base (``RUNPOD_API_URL``), without ``/v2``.
+        graphql_base: GraphQL base (``RUNPOD_API_BASE_URL``); ``/graphql`` is appended.
+        timeout: Seconds per HTTP call.
+        attempts: Tries per call where a retry is allowed.
+        sleep: How to wait between tries (injectable for tests).
+        max_wait: Cap on one wait, whatever ``Retry-After`` says.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        rest_url: str = DEFAULT_REST_URL,
+        graphql_base: str = DEFAULT_GRAPHQL_BASE,
+        timeout: float = 30.0,
+        attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 30.0,
+    ) -> None:
+        self._rest = rest_url.rstrip("/")
+        self._graphql = graphql_base.rstrip("/") + "/graphql"
+        self._timeout = timeout
+        self._attempts = attempts
+        self._sleep = sleep
+        self._max_wait = max_wait
+        self._session = requests.Session()
+        self._session.headers.update({"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> RunPodApi:
+        """A client configured from ``RUNPOD_API_KEY``, ``RUNPOD_API_URL`` and ``RUNPOD_API_BASE_URL``."""
+        env = os.environ if env is None else env
+        key = env.get("RUNPOD_API_KEY", "").strip()
+        if not key:
+            raise AuthError("RUNPOD_API_KEY is not set: create an API key in RunPod's console and export it")
+        return cls(
+            key,
+            rest_url=env.get("RUNPOD_API_URL") or DEFAULT_REST_URL,
+            graphql_base=env.get("RUNPOD_API_BASE_URL") or DEFAULT_GRAPHQL_BASE,
+            **kwargs,
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- pods ---------------------------------------------------------------------------
+
+    def list_pods(self) -> list[Pod]:
+        """Every pod of the account (one call; matched to attempts by name upstream)."""
+        body = self._call("GET", "/v2/pods")
+        return [pod_from_json(raw) for raw in body.get("pods", [])]
+
+    def get_pod(self, pod_id: str) -> Pod | None:
+        """The pod, or None if RunPod does not know it (any more)."""
+        try:
+            return pod_from_json(self._call("GET", f"/v2/pods/{pod_id}"))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def terminate_pod(self, pod_id: str) -> None:
+        """Terminate the pod; a pod already gone (404) is success."""
+        try:
+            self._call("DELETE", f"/v2/pods/{pod_id}")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def create_pod(self, request: PodRequest) -> Pod:
+        """Create an on-demand pod through REST v2; returns once RunPod accepted it."""
+        body = create_body(request)
+        for _ in range(self._attempts):
+            try:
+                return pod_from_json(self._call("POST", "/v2/pods", json_body=body, retry=False))
+            except ApiError as exc:
+                if exc.status is None or exc.status < 500:
+                    raise
+                # RunPod can answer 500 for a pod it made: find it before trying again.
+                made = self._find_by_name(request.name)
+                if made is not None:
+                    log.info("create of %s answered %s, but the pod exists (%s): using it", request.name, exc.status, made.id)
+                    return made
+                self._sleep(min(self._max_wait, 2.0))
+        raise ApiError(f"POST /v2/pods for {request.name!r} kept failing with 5xx", method="POST", path="/v2/pods")
+
+    def create_spot_pod(self, request: PodRequest, bid_per_gpu: float) -> Pod:
+        """Create a spot (interruptible) pod through GraphQL ``podRentInterruptable``."""
+        query = (
+            "mutation { podRentInterruptable(input: "
+            + _gql(spot_input(request, bid_per_gpu))
+            + ") { id desiredStatus imageName machineId } }"
+        )
+        for _ in range(self._attempts):
+            try:
+                data = self._graphql_call(query, field_name="podRentInterruptable", retry=False)
+            except ApiError as exc:
+                if exc.status is None or exc.status < 500:
+                    raise
+                made = self._find_by_name(request.name)
+                if made is not None:
+                    return made
+                self._sleep(min(self._max_wait, 2.0))
+                continue
+            pod_id = str(data["id"])
+            return self.get_pod(pod_id) or Pod(id=pod_id, name=request.name, status="provisioning", gpu_type=request.gpu_type)
+        raise ApiError(f"podRentInterruptable for {request.name!r} kept failing with 5xx", method="POST", path="/graphql")
+
+    def gpu_price(self, gpu_type: str) -> GpuPrice:
+        """Secure-cloud on-demand and spot prices of ``gpu_type`` from GraphQL ``gpuTypes``."""
+        query = (
+            "query { gpuTypes(input: {id: " + _gql(gpu_type) + "}) { id securePrice secureSpotPrice "
+            "lowestPrice(input: {gpuCount: 1, secureCloud: true}) { minimumBidPrice uninterruptablePrice stockStatus } } }"
+        )
+        types = self._graphql_call(query, field_name="gpuTypes", retry=True) or []
+        for raw in types:
+            if raw.get("id") == gpu_type:
+                lowest = raw.get("lowestPrice") or {}
+                return GpuPrice(
+                    gpu_type=gpu_type,
+                    on_demand=raw.get("securePrice"),
+                    spot=raw.get("secureSpotPrice"),
+                    minimum_bid=lowest.get("minimumBidPrice"),
+                    stock=lowest.get("stockStatus"),
+                )
+        raise RequestRejectedError(f"RunPod does not know GPU type {gpu_type!r}", detail=gpu_type)
+
+    def _find_by_name(self, name: str) -> Pod | None:
+        try:
+            return next((pod for pod in self.list_pods() if pod.name == name), None)
+        except CloudError:
+            return None
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, json_body: Any = None, retry: bool | None = None) -> Any:
+        """One REST call with the retry policy of its method; returns the parsed JSON (or None)."""
+        idempotent = method in ("GET", "DELETE") if retry is None else retry
+        url = self._rest + path
+
+        def once() -> Any:
+            try:
+                response = self._session.request(method, url, json=json_body, timeout=self._timeout)
+            except requests.RequestException as exc:
+                error = ApiError(f"{method} {path}: cannot reach RunPod ({type(exc).__name__})", method=method, path=path)
+                if idempotent:
+                    raise _Transient(error) from exc
+                raise error from exc
+            if response.status_code < 300:
+                return response.json() if response.content else None
+            error = self._error(method, path, response)
+            retry_after = _retry_after(response)
+            if response.status_code == 429 or (idempotent and response.status_code >= 500):
+                raise _Transient(error, retry_after)
+            raise error
+
+        return self._with_retries(once)
+
+    def _graphql_call(self, query: str, *, field_name: str, retry: bool) -> Any:
+        def once() -> Any:
+            try:
+                response = self._session.post(self._graphql, json={"query": query}, timeout=self._timeout)
+            except requests.RequestException as exc:
+                error = ApiError(f"GraphQL {field_name}: cannot reach RunPod ({type(exc).__name__})", method="POST", path="/graphql")
+                if retry:
+                    raise _Transient(error) from exc
+                raise error from exc
+            if response.status_code >= 300:
+                error = self._error("POST", "/graphql", response)
+                if response.status_code == 429 or (retry and response.status_code >= 500):
+                    raise _Transient(error, _retry_after(response))
+                raise error
+            body = response.json()
+            errors = body.get("errors") or []
+            if errors:
+                # GraphQL reports failures with HTTP 200 and a message only.
+                message = str(errors[0].get("message", "unknown error"))
+                kind = CapacityError if is_capacity_message(message) else RequestRejectedError
+                if "balance" in message.lower():
+                    kind = BalanceError
+                raise kind(f"RunPod {field_name}: {message}", method="POST", path="/graphql", status=200, detail=message)
+            return (body.get("data") or {}).get(field_name)
+
+        return self._with_retries(once)
+
+    def _with_retries(self, once: Callable[[], Any]) -> Any:
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _Transient) and exc.retry_after is not None:
+                return min(self._max_wait, exc.retry_after)
+            return min(self._max_wait, wait_exponential_jitter(initial=0.5, max=self._max_wait)(state))
+
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=wait,
+                retry=retry_if_exception_type(_Transient),
+                sleep=self._sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return once()
+        except _Transient as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _error(method: str, path: str, response: requests.Response) -> CloudError:
+        """Turn a non-2xx answer into the error its status code means."""
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {}
+        if not isinstance(problem, dict):
+            problem = {}
+        detail = str(problem.get("detail") or problem.get("error") or problem.get("message") or problem.get("title") or response.reason)
+        violations = problem.get("errors")
+        if violations:
+            detail += "; " + "; ".join(
+                str(v.get("message", v) if isinstance(v, dict) else v) for v in violations[:5]
+            )
+        status = response.status_code
+        text = f"{method} {path}: {status} {detail}"
+        args = {"method": method, "path": path, "status": status, "detail": detail}
+        if status == 401:
+            return AuthError(f"{text} (check RUNPOD_API_KEY)", **args)
+        if status == 402:
+            return BalanceError(f"RunPod balance is exhausted: {detail}", **args)
+        if status == 403:
+            creating = method == "POST" and path in ("/v2/pods", "/graphql")
+            return PoolDeniedError(text, **args) if creating else AuthError(f"{text} (the key may not do this)", **args)
+        if status == 422:
+            return RequestRejectedError(text, **args)
+        if status == 400 and path == "/v2/pods" and method == "POST":
+            return (CapacityError if is_capacity_message(detail) else RequestRejectedError)(text, **args)
+        return ApiError(text, **args)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,205 @@
+"""The ``runpod`` backend: each attempt is a (spot) pod named ``hpo-<study>-<trial>-<attempt>``.
+
+Launching walks the study's GPU types in order of preference (v2 places one
+type per call and never falls back): a sold-out type is skipped, a denied pool
+is skipped for good, and when every type is sold out the launch raises
+:class:`CapacityError` so the controller queues the trial and tries later.
+``spot: true`` rents spot pods only; ``spot: prefer`` falls back to on-demand
+when no type has spot capacity; ``spot: false`` is on-demand only.
+
+Polling is one ``GET /v2/pods`` per cycle for the whole study, matched to
+attempts by name, so a pod created just before a controller crash is found
+by the next one. A pod that has exited (a spot preemption stops it) is
+terminated as soon as it is seen: it can never run again for us, and no pod
+outlives its attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import timezone
+
+from hpo.backends._base import AttemptRef, Backend, WorkerHandle
+from hpo.backends.runpod._api import Pod, PodRequest, RunPodApi
+from hpo.config import RunPodCompute, RunPodVolume
+from hpo.errors import BackendError, CapacityError, CloudError, PoolDeniedError
+from hpo.layout import StudyLayout
+from hpo.volume import Volume
+
+log = logging.getLogger(__name__)
+
+_LIVE = ("provisioning", "starting", "running")
+
+
+def pod_name(study: str, ref: AttemptRef) -> str:
+    """The name that says what a pod is: ``hpo-<study>-<trial>-<attempt>``."""
+    return f"hpo-{study}-{ref.trial}-{ref.attempt}"
+
+
+def parse_pod_name(study: str, name: str) -> AttemptRef | None:
+    """The attempt a pod of ``study`` runs, or None for any other pod."""
+    match = re.fullmatch(rf"hpo-{re.escape(study)}-(\d+)-(\d+)", name)
+    return AttemptRef(int(match.group(1)), int(match.group(2))) if match else None
+
+
+def pod_env(study: str, ref: AttemptRef, mount_path: str) -> dict[str, str]:
+    """Everything the agent needs to find its spec; never a key or a secret."""
+    return {"HPO_STUDY": study, "HPO_TRIAL": str(ref.trial), "HPO_ATTEMPT": str(ref.attempt), "HPO_VOLUME": mount_path}
+
+
+class RunPodBackend(Backend):
+    """Attempts as RunPod pods.
+
+    Args:
+        study: The study's name.
+        compute: The study's RunPod compute block.
+        volume_config: The study's network volume (mounted at its ``mount_path``).
+        volume: The same volume as this machine reaches it (for launch records).
+        api: The API client.
+        clock: Wall-clock seconds (for uptimes), injectable.
+    """
+
+    name = "runpod"
+
+    def __init__(
+        self,
+        study: str,
+        compute: RunPodCompute,
+        volume_config: RunPodVolume,
+        volume: Volume,
+        api: RunPodApi,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._study = study
+        self._compute = compute
+        self._volume_config = volume_config
+        self._volume = volume
+        self._api = api
+        self._clock = clock
+        self._layout = StudyLayout(study)
+        self._denied: set[str] = set()
+        self._terminated: set[str] = set()
+        self._dead: dict[str, WorkerHandle] = {}  # exited pods seen by the last listing
+
+    # -- launching ----------------------------------------------------------------------
+
+    def launch(self, ref: AttemptRef) -> WorkerHandle:
+        name = pod_name(self._study, ref)
+        spot_modes = {True: (True,), False: (False,), "prefer": (True, False)}[self._compute.spot]
+        sold_out: list[str] = []
+        for spot in spot_modes:
+            for gpu_type in self._compute.gpu_types:
+                if gpu_type in self._denied:
+                    continue
+                try:
+                    pod = self._create(name, ref, gpu_type, spot)
+                except CapacityError:
+                    sold_out.append(f"{gpu_type} ({'spot' if spot else 'on-demand'})")
+                    continue
+                except PoolDeniedError as exc:
+                    log.warning("study %s: skipping GPU type %s: %s", self._study, gpu_type, exc.detail)
+                    self._denied.add(gpu_type)
+                    continue
+                handle = self._handle(ref, pod, spot=spot)
+                self._record_launch(ref, pod, spot)
+                return handle
+        if not sold_out:
+            raise BackendError(f"study {self._study!r}: no GPU type in compute.gpu_types is usable (all denied)")
+        raise CapacityError(f"no capacity for {', '.join(sold_out)}")
+
+    def _create(self, name: str, ref: AttemptRef, gpu_type: str, spot: bool) -> Pod:
+        request = PodRequest(
+            name=name,
+            image=self._compute.image,
+            gpu_type=gpu_type,
+            gpu_count=self._compute.gpu_count,
+            data_center_ids=tuple(self._compute.data_centers or (self._volume_config.data_center,)),
+            cuda_versions=tuple(self._compute.cuda_versions or ()),
+            container_disk_gb=self._compute.container_disk_gb,
+            volume_id=self._volume_config.id,
+            mount_path=self._volume_config.mount_path,
+            env=pod_env(self._study, ref, self._volume_config.mount_path),
+            ports=tuple(self._compute.ports),
+        )
+        if not spot:
+            return self._api.create_pod(request)
+        price = self._api.gpu_price(gpu_type)
+        bid = price.minimum_bid or price.spot
+        if bid is None:
+            raise CapacityError(f"RunPod quotes no spot price for {gpu_type}")
+        return self._api.create_spot_pod(request, bid)
+
+    def _record_launch(self, ref: AttemptRef, pod: Pod, spot: bool) -> None:
+        self._volume.write_json(
+            self._layout.launch(ref.trial, ref.attempt),
+            {
+                "backend": self.name,
+                "pod_id": pod.id,
+                "pod_name": pod.name,
+                "gpu_type": pod.gpu_type,
+                "spot": spot,
+                "cost_per_hr": pod.cost_per_hr,
+                "launched_at": self._clock(),
+            },
+        )
+
+    def _handle(self, ref: AttemptRef, pod: Pod, spot: bool | None) -> WorkerHandle:
+        uptime = None
+        if pod.started_at is not None:
+            uptime = max(0.0, self._clock() - pod.started_at.astimezone(timezone.utc).timestamp())
+        status = "running" if pod.status == "running" else "starting"
+        detail = {
+            "pod_id": pod.id,
+            "gpu_type": pod.gpu_type,
+            "cost_per_hr": pod.cost_per_hr,
+            "pod_status": pod.status,
+            "uptime_s": uptime,
+        }
+        if spot is not None:
+            detail["spot"] = spot
+        return WorkerHandle(ref, pod.id, status, detail)
+
+    # -- polling and stopping -----------------------------------------------------------
+
+    def list_live(self) -> dict[AttemptRef, WorkerHandle]:
+        live: dict[AttemptRef, WorkerHandle] = {}
+        self._dead = {}
+        for pod in self._api.list_pods():
+            ref = parse_pod_name(self._study, pod.name)
+            if ref is None:
+                continue
+            if pod.status in _LIVE:
+                live[ref] = self._handle(ref, pod, spot=None)
+            elif pod.id not in self._terminated:
+                self._dead[pod.id] = self._handle(ref, pod, spot=None)
+        return live
+
+    def reap_dead(self) -> list[WorkerHandle]:
+        # Exited (a preemption stops a spot pod) or broken: it will not run its
+        # attempt again, and a stopped pod still costs its disk.
+        reaped = []
+        for pod_id, handle in self._dead.items():
+            log.info("terminating %s pod %s of %s", handle.detail.get("pod_status"), pod_id, handle.ref)
+            if self._terminate_id(pod_id):
+                reaped.append(handle)
+        self._dead = {}
+        return reaped
+
+    def terminate(self, handle: WorkerHandle) -> None:
+        self._terminate_id(handle.id)
+
+    def _terminate_id(self, pod_id: str) -> bool:
+        try:
+            self._api.terminate_pod(pod_id)
+        except CloudError as exc:
+            log.warning("could not terminate pod %s yet: %s", pod_id, exc)
+            return False
+        self._terminated.add(pod_id)
+        return True
+
+    def close(self) -> None:
+        self._api.close()

@@ -1,0 +1,63 @@
+"""Find and stop the workers of a study that no running trial owns.
+
+A worker is owned when its trial is RUNNING in the journal and it runs the
+trial's current attempt; anything else (a pruned trial's pod that survived a
+crash, an old attempt's pod, a pod of a finished study) is a stray that only
+costs money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from hpo.backends import AttemptRef, Backend, WorkerHandle
+from hpo.config import StudyConfig
+from hpo.controller._controller import ATTR_ATTEMPTS
+from hpo.journal import open_storage
+from hpo.volume import Volume
+
+
+@dataclass(frozen=True)
+class Stray:
+    """A worker to stop, and why."""
+
+    handle: WorkerHandle
+    reason: str
+
+
+def owned_attempts(config: StudyConfig, volume: Volume, *, cache_dir: Path | None = None) -> set[AttemptRef]:
+    """The current attempt of every running trial, from the journal."""
+    storage = open_storage(volume, config.name, url=config.storage, cache_dir=cache_dir)
+    study = storage.load_study(config.name)
+    if study is None:
+        return set()
+    owned = set()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attempts = int(trial.user_attrs.get(ATTR_ATTEMPTS, 0))
+        if attempts:
+            owned.add(AttemptRef(trial.number, attempts - 1))
+    return owned
+
+
+def find_strays(config: StudyConfig, volume: Volume, backend: Backend, *, cache_dir: Path | None = None) -> list[Stray]:
+    """Every live worker of the study that no running trial owns."""
+    owned = owned_attempts(config, volume, cache_dir=cache_dir)
+    strays = []
+    for ref, handle in sorted(backend.list_live().items()):
+        if ref not in owned:
+            strays.append(Stray(handle, f"trial {ref.trial} is not running attempt {ref.attempt}"))
+    return strays
+
+
+def cleanup(config: StudyConfig, volume: Volume, backend: Backend, *, dry_run: bool, cache_dir: Path | None = None) -> list[Stray]:
+    """Stop every stray (unless ``dry_run``) and dispose of dead workers; return what was (or would be) done."""
+    strays = find_strays(config, volume, backend, cache_dir=cache_dir)
+    if dry_run:
+        return strays
+    for stray in strays:
+        backend.terminate(stray.handle)
+    dead = [Stray(handle, "its container has exited") for handle in backend.reap_dead()]
+    return strays + dead
