@@ -47,7 +47,29 @@ studies:
     volume: {path: storage}
     poll_interval: 0.05
     STORAGE
+  pods:
+    objective: steady
+    search_space:
+      x: {type: float, low: 0.0, high: 1.0}
+      pace: {type: categorical, choices: [PACE]}
+      fail_trial: {type: categorical, choices: [FAIL_TRIAL]}
+      garbage: {type: categorical, choices: [false]}
+    sampler: {type: random, seed: 5}
+    pruner: {type: none}
+    fidelity: {max_step: MAX_STEP}
+    compute:
+      backend: runpod
+      image: ghcr.io/example/hpo-trial:test
+      gpu_types: [NVIDIA RTX A5000, NVIDIA RTX A4000]
+      spot: SPOT
+      data_centers: [EU-RO-1]
+      cuda_versions: ["12.4"]
+    budget: {trials: TRIALS, concurrency: CONCURRENCY, max_attempts: 3}
+    volume: {id: VOLUME_ID, data_center: EU-RO-1, local_path: storage}
+    poll_interval: 0.1
 """
+
+VOLUME_ID = "vol0123456"
 
 
 def make_workspace(
@@ -60,6 +82,7 @@ def make_workspace(
     concurrency: int = 2,
     garbage: bool = False,
     storage: str | None = None,
+    spot: bool | str = True,
 ) -> Path:
     """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/."""
     root.mkdir(parents=True, exist_ok=True)
@@ -71,6 +94,8 @@ def make_workspace(
         .replace("CONCURRENCY", str(concurrency))
         .replace("GARBAGE", "true" if garbage else "false")
         .replace("STORAGE", f"storage: {storage}" if storage else "")
+        .replace("SPOT", spot if isinstance(spot, str) else str(spot).lower())
+        .replace("VOLUME_ID", VOLUME_ID)
     )
     (root / "studies.yaml").write_text(text)
     objectives = root / "objectives"
@@ -86,10 +111,17 @@ def study_config(studies: Path, name: str) -> StudyConfig:
     return load_study(studies, name)
 
 
+def study_volume(config: StudyConfig) -> DirectoryVolume:
+    """The study's volume as a folder (a local volume, or the fake RunPod's folder for a network one)."""
+    path = getattr(config.volume, "path", None) or getattr(config.volume, "local_path", None)
+    assert path is not None
+    return DirectoryVolume(path)
+
+
 def study_processes(config: StudyConfig) -> list[psutil.Process]:
     """Every live (non-zombie) process whose environment says it runs a trial of this study."""
     found = []
-    root = str(Path(config.volume.path).resolve())  # type: ignore[union-attr]
+    root = str(study_volume(config).root)
     for proc in psutil.process_iter():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
@@ -104,7 +136,7 @@ def study_processes(config: StudyConfig) -> list[psutil.Process]:
 
 def first_reports(config: StudyConfig, trial: int) -> dict[int, float]:
     """The first value each step of ``trial`` reported, over all its attempts in order."""
-    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    volume = study_volume(config)
     layout = StudyLayout(config.name)
     firsts: dict[int, float] = {}
     attempt = 0
@@ -118,7 +150,7 @@ def first_reports(config: StudyConfig, trial: int) -> dict[int, float]:
 
 def load_trials(config: StudyConfig, cache_dir: Path) -> list[optuna.trial.FrozenTrial]:
     """The study's trials, read as a fresh reader (another machine, another process) would."""
-    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    volume = study_volume(config)
     storage = open_storage(volume, config.name, url=config.storage, cache_dir=cache_dir)
     study = storage.load_study(config.name)
     assert study is not None

@@ -22,9 +22,9 @@ from hpo.config import StudyConfig
 from hpo.events import drain
 from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
-from hpo.volume import DirectoryVolume, Volume
+from hpo.volume import Volume
 
-from studyfiles import make_workspace, study_config
+from studyfiles import make_workspace, study_config, study_volume
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ class BackendWorld:
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendWorld]:
     studies = make_workspace(tmp_path, pace=0.2, max_step=200, trials=3)
     config = study_config(studies, "steady")
-    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    volume = study_volume(config)
     sha = publish_objectives(volume, config.name, studies.parent / "objectives")
     layout = StudyLayout(config.name)
     for trial in range(4):

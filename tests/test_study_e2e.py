@@ -20,9 +20,8 @@ from optuna.trial import TrialState
 from hpo.controller import build_controller
 from hpo.events import drain
 from hpo.layout import StudyLayout
-from hpo.volume import DirectoryVolume
 
-from studyfiles import first_reports, load_trials, make_workspace, study_config, study_processes
+from studyfiles import first_reports, load_trials, make_workspace, study_config, study_processes, study_volume
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +86,7 @@ def test_a_failing_objective_fails_its_trial_and_the_study_goes_on(tmp_path: Pat
 def test_sigterm_to_an_attempt_resumes_the_trial_from_its_checkpoint(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project", pace=0.15, max_step=10, trials=1, concurrency=1)
     config = study_config(studies, "steady")
-    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    volume = study_volume(config)
     layout = StudyLayout(config.name)
     controller = build_controller(config, cache_dir=tmp_path / "cache")
     thread = threading.Thread(target=controller.run)
@@ -127,7 +126,7 @@ def _hpo(studies: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
 def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project", pace=0.1, max_step=12, trials=5, concurrency=2)
     config = study_config(studies, "steady")
-    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    volume = study_volume(config)
     layout = StudyLayout(config.name)
     cache = tmp_path / "cache"
 
@@ -162,7 +161,7 @@ def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_p
 def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project", pace=0.2, max_step=10, trials=2, concurrency=1)
     config = study_config(studies, "steady")
-    volume = DirectoryVolume(config.volume.path)  # type: ignore[union-attr]
+    volume = study_volume(config)
     first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady")
     try:
         _wait_for(lambda: volume.exists("hpo/steady/trials/0/spec.json"), 60, "the first controller to start")
@@ -202,7 +201,7 @@ def test_a_study_on_sqlite_storage_runs_and_resumes(tmp_path: Path) -> None:
     config = study_config(studies, "steady")
     build_controller(config, cache_dir=tmp_path / "cache").run()
     assert (tmp_path / "project" / "optuna.db").is_file()
-    assert not DirectoryVolume(config.volume.path).list("hpo/steady/journal/")  # type: ignore[union-attr]
+    assert not study_volume(config).list("hpo/steady/journal/")
 
     bigger = make_workspace(tmp_path / "project", trials=5, concurrency=2, max_step=3, storage="sqlite:///optuna.db")
     build_controller(study_config(bigger, "steady"), cache_dir=tmp_path / "cache").run()

@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     controller = build_controller(config, progress=_progress_for(args))
     summary = controller.run()
+    exit_code = 1 if summary.stopped else 0
     if args.json:
         print_json(dataclasses.asdict(summary))
-        return 0
+        return exit_code
     best = (
         f"best value {summary.best_value:.6g} (trial {summary.best_trial}) with {summary.best_params}"
         if summary.best_value is not None
@@ -46,4 +47,10 @@ def run(args: argparse.Namespace) -> int:
         f"study {summary.study}: {summary.complete} complete, {summary.pruned} pruned, "
         f"{summary.failed} failed in {summary.seconds:.0f}s; {best}"
     )
-    return 0
+    if summary.stopped:
+        print(
+            f"hpo: error: study {summary.study} stopped early: {summary.stopped}; "
+            f"{summary.running} trial(s) resume with the next `hpo run --study {summary.study}`",
+            file=sys.stderr,
+        )
+    return exit_code

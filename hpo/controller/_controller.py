@@ -92,6 +92,7 @@ class RunSummary:
     best_trial: int | None
     best_params: dict[str, object] | None
     seconds: float
+    stopped: str | None = None  # why the run ended before the study did (balance out)
 
 
 class Controller:
@@ -462,4 +463,5 @@ class Controller:
             best_trial=best.number if best else None,
             best_params=dict(best.params) if best else None,
             seconds=seconds,
+            stopped=self.launch_stopped,
         )
