@@ -253,6 +253,7 @@ class RunPodApi:
         self._attempts = attempts
         self._sleep = sleep
         self._max_wait = max_wait
+        self._backoff = wait_exponential_jitter(multiplier=0.5, max=max_wait)  # 0.5 s, 1 s, 2 s, ... plus jitter
         self._session = requests.Session()
         self._session.headers.update({"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
 
@@ -418,7 +419,7 @@ class RunPodApi:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Transient) and exc.retry_after is not None:
                 return min(self._max_wait, exc.retry_after)
-            return min(self._max_wait, wait_exponential_jitter(initial=0.5, max=self._max_wait)(state))
+            return min(self._max_wait, self._backoff(state))
 
         try:
             for attempt in Retrying(

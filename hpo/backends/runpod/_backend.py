@@ -25,7 +25,7 @@ from datetime import timezone
 from hpo.backends._base import AttemptRef, Backend, WorkerHandle
 from hpo.backends.runpod._api import Pod, PodRequest, RunPodApi
 from hpo.config import RunPodCompute, RunPodVolume
-from hpo.errors import BackendError, CapacityError, CloudError, PoolDeniedError
+from hpo.errors import BackendError, CapacityError, CloudError, PoolDeniedError, RequestRejectedError
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
 
@@ -104,6 +104,14 @@ class RunPodBackend(Backend):
                     log.warning("study %s: skipping GPU type %s: %s", self._study, gpu_type, exc.detail)
                     self._denied.add(gpu_type)
                     continue
+                except RequestRejectedError as exc:
+                    # The study asks for something RunPod will never place: say which study and what.
+                    kind = "spot" if spot else "on-demand"
+                    raise RequestRejectedError(
+                        f"study {self._study!r}: RunPod refused to create {kind} pod {name} ({gpu_type}): "
+                        f"{exc.detail or exc}",
+                        method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
+                    ) from None
                 handle = self._handle(ref, pod, spot=spot)
                 self._record_launch(ref, pod, spot)
                 return handle

@@ -1,0 +1,53 @@
+"""A fake RunPod on loopback: REST v2 and GraphQL on one port, pods as local processes.
+
+For tests (through real HTTP) and for rehearsing a study without a RunPod
+account. It follows RunPod as ``/work/shared/RUNPOD.md`` and RunPod's
+``openapi-v2.json`` describe it:
+
+* REST v2 (``RUNPOD_API_URL`` = ``fake.url``): ``POST/GET /v2/pods``,
+  ``GET/DELETE /v2/pods/{id}``, ``POST /v2/pods/{id}/action``,
+  ``GET /v2/catalog/gpus[/{id}]``, ``GET /v2/billing/pods``; RFC 9457 problems;
+  422 for a body off the contract, 400 for a broken rule or no capacity,
+  402 balance, 403 pool denied or a pod-scoped key out of its lane, 429, 5xx.
+* GraphQL (``RUNPOD_API_BASE_URL`` = ``fake.url``, ``POST /graphql``):
+  ``podRentInterruptable`` (spot), ``podFindAndDeployOnDemand``,
+  ``podTerminate``, ``podStop``, ``gpuTypes { ... lowestPrice { ... } }``,
+  ``pod``, ``myself``; errors as HTTP 200 with ``extensions.code`` RUNPOD.
+* Lifecycle on a fake clock: PROVISIONING -> STARTING -> RUNNING, where the
+  pod's container (``pod_command``) starts as a local process; a container
+  that exits is restarted; spot preemption sends SIGTERM, then SIGKILL after
+  the grace period, and leaves the pod EXITED; terminate SIGKILLs at once.
+  Per-second billing draws down the balance; at $0, pods with a network
+  volume are stopped and the rest terminated.
+* ``/_fake/...`` control routes mirror the Python knobs for curl.
+
+``python -m hpo.fake_runpod --help`` runs one for a rehearsal.
+"""
+
+from __future__ import annotations
+
+from hpo.fake_runpod._catalog import (
+    GPU_TYPES,
+    NO_CAPACITY_ON_DEMAND,
+    NO_CAPACITY_SPOT,
+    POD_NOT_FOUND_TO_TERMINATE,
+    SOMETHING_WENT_WRONG,
+    GpuType,
+)
+from hpo.fake_runpod._processes import INHERITED_ENV_NAMES
+from hpo.fake_runpod._server import FakeRunPod
+from hpo.fake_runpod._state import FAULT_KINDS, FakePodView, PodRequest
+
+__all__ = [
+    "FAULT_KINDS",
+    "GPU_TYPES",
+    "INHERITED_ENV_NAMES",
+    "NO_CAPACITY_ON_DEMAND",
+    "NO_CAPACITY_SPOT",
+    "POD_NOT_FOUND_TO_TERMINATE",
+    "SOMETHING_WENT_WRONG",
+    "FakePodView",
+    "FakeRunPod",
+    "GpuType",
+    "PodRequest",
+]

@@ -1,0 +1,143 @@
+"""The RunPod client against the fake over HTTP: bodies match the spec, errors map by status, retries by idempotency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpo.backends import AttemptRef
+from hpo.backends.runpod import PodRequest, RunPodApi, is_capacity_message, parse_pod_name, pod_env, pod_name
+from hpo.backends.runpod._api import create_body
+from hpo.errors import ApiError, AuthError, BalanceError, CapacityError, PoolDeniedError, RequestRejectedError
+from hpo.fake_runpod import FakeRunPod
+
+from fake_runpod_support.openapi import CONTRACT
+
+KEY = "rpa_client_test_key"
+A5000 = "NVIDIA RTX A5000"
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeRunPod]:
+    root = tmp_path_factory.mktemp("api")
+    (root / "vol").mkdir()
+    with FakeRunPod(
+        volumes={"vol0123456": root / "vol"}, api_keys={KEY}, time_scale=50.0, workdir=root / "fake",
+        pod_command=["sleep", "600"],
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def api(fake: FakeRunPod) -> Iterator[RunPodApi]:
+    waits: list[float] = []
+    client = RunPodApi(KEY, rest_url=fake.url, graphql_base=fake.url, sleep=waits.append)
+    client.waits = waits  # type: ignore[attr-defined]
+    yield client
+    for pod in client.list_pods():
+        client.terminate_pod(pod.id)
+    client.close()
+
+
+def _request(name: str, **changes: object) -> PodRequest:
+    fields: dict[str, object] = {
+        "name": name, "image": "ghcr.io/example/trial:1", "gpu_type": A5000, "data_center_ids": ("EU-RO-1",),
+        "cuda_versions": ("12.4",), "volume_id": "vol0123456", "env": pod_env("s", AttemptRef(1, 0), "/workspace"),
+    }
+    fields.update(changes)
+    return PodRequest(**fields)  # type: ignore[arg-type]
+
+
+def test_pod_names_round_trip_even_with_dashes_in_the_study() -> None:
+    name = pod_name("f5-lr", AttemptRef(12, 3))
+    assert name == "hpo-f5-lr-12-3"
+    assert parse_pod_name("f5-lr", name) == AttemptRef(12, 3)
+    assert parse_pod_name("f5", name) is None
+    assert parse_pod_name("f5-lr", "hpo-f5-lr-x-3") is None
+
+
+def test_the_create_body_matches_runpods_spec() -> None:
+    body = create_body(_request("hpo-s-1-0", ports=("8888/http",)))
+    assert CONTRACT.request_problems("POST", "/v2/pods", body) == []
+    assert body["mounts"] == {"network": [{"volumeId": "vol0123456", "path": "/workspace"}]}
+    assert body["cloud"] == "SECURE" and body["gpu"] == {"id": A5000, "count": 1, "allowedCudaVersions": ["12.4"]}
+    assert body["env"] == {"HPO_STUDY": "s", "HPO_TRIAL": "1", "HPO_ATTEMPT": "0", "HPO_VOLUME": "/workspace"}
+
+
+def test_capacity_texts() -> None:
+    assert is_capacity_message("There are no longer any instances available with the requested specifications.")
+    assert not is_capacity_message("gpu.id: unknown GPU type 'X'")
+
+
+def test_create_list_get_terminate(api: RunPodApi) -> None:
+    pod = api.create_pod(_request("hpo-s-1-0"))
+    assert pod.status == "provisioning" and pod.gpu_type == A5000 and pod.cost_per_hr == pytest.approx(0.27)
+    assert pod.id in {p.id for p in api.list_pods()}
+    assert api.get_pod(pod.id) is not None
+    api.terminate_pod(pod.id)
+    api.terminate_pod(pod.id)  # gone: 404 is success
+    assert api.get_pod(pod.id) is None
+
+
+def test_spot_pod_through_graphql_at_the_live_price(api: RunPodApi, fake: FakeRunPod) -> None:
+    price = api.gpu_price(A5000)
+    assert price.spot == pytest.approx(0.14) and price.on_demand == pytest.approx(0.27)
+    pod = api.create_spot_pod(_request("hpo-s-2-0"), price.minimum_bid or 0.14)
+    assert fake.pod(pod.id).spot and pod.name == "hpo-s-2-0"
+    with pytest.raises(RequestRejectedError, match="bidPerGpu"):
+        api.create_spot_pod(_request("hpo-s-3-0"), 0.01)
+
+
+def test_errors_map_by_status(api: RunPodApi, fake: FakeRunPod) -> None:
+    fake.set_capacity(A5000, 0)
+    try:
+        with pytest.raises(CapacityError):
+            api.create_pod(_request("hpo-s-4-0"))
+        with pytest.raises(CapacityError):
+            api.create_spot_pod(_request("hpo-s-4-0"), 0.2)
+    finally:
+        fake.set_capacity(A5000, None)
+    with pytest.raises(RequestRejectedError, match="gpu.id"):
+        api.create_pod(_request("hpo-s-5-0", gpu_type="NVIDIA RTX A9999"))
+    with pytest.raises(RequestRejectedError, match="422"):
+        api.create_pod(_request("hpo-s-5-0", container_disk_gb=0))
+    fake.deny_pool(A5000)
+    try:
+        with pytest.raises(PoolDeniedError):
+            api.create_pod(_request("hpo-s-6-0"))
+    finally:
+        fake.allow_pool(A5000)
+    balance = fake.balance()
+    fake.set_balance(0)
+    try:
+        with pytest.raises(BalanceError):
+            api.create_pod(_request("hpo-s-7-0"))
+    finally:
+        fake.set_balance(balance)
+    with pytest.raises(AuthError, match="RUNPOD_API_KEY") as info:
+        RunPodApi("wrong", rest_url=fake.url).list_pods()
+    assert "wrong" not in str(info.value)
+
+
+def test_reads_retry_on_5xx_and_429_but_creates_only_on_429(api: RunPodApi, fake: FakeRunPod) -> None:
+    fake.inject_fault("server_error", times=2)
+    assert isinstance(api.list_pods(), list)
+    fake.inject_fault("rate_limit", times=1)
+    pod = api.create_pod(_request("hpo-s-8-0"))
+    waits = api.waits  # type: ignore[attr-defined]
+    assert len(waits) == 3 and all(0 < w < 4 for w in waits[:2]) and waits[2] == 1.0  # backoff twice, then Retry-After
+    fake.inject_fault("server_error", times=1)  # answers 500 without creating: looked up, not found, created again
+    again = api.create_pod(_request("hpo-s-9-0"))
+    fake.inject_fault("create_then_500", times=1)  # creates, then answers 500: found by name, not created twice
+    third = api.create_pod(_request("hpo-s-10-0"))
+    names = [p.name for p in api.list_pods()]
+    assert names.count("hpo-s-10-0") == 1 and {pod.id, again.id, third.id} <= {p.id for p in api.list_pods()}
+
+
+def test_from_env_needs_a_key() -> None:
+    with pytest.raises(AuthError, match="RUNPOD_API_KEY is not set"):
+        RunPodApi.from_env({})
+    with pytest.raises(ApiError):
+        RunPodApi("k", rest_url="http://127.0.0.1:9", attempts=2, sleep=lambda _: None, timeout=1).list_pods()
