@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 
 from hpo.backends import AttemptRef
 from hpo.backends.runpod import RunPodApi, PodRequest, pod_name
-from hpo.controller import build_controller
+from hpo.controller import build_controller, make_backend
+from hpo.status import study_rows
 from hpo.events import drain
 from hpo.fake_runpod import FakeRunPod
 from hpo.layout import StudyLayout
@@ -32,6 +33,7 @@ from studyfiles import VOLUME_ID, first_reports, load_trials, make_workspace, st
 pytestmark = pytest.mark.slow
 
 API_KEY = "rpa_test_account_key"
+SECRET = "s3cr3t-never-to-leak-0451"
 
 
 @pytest.fixture
@@ -56,8 +58,18 @@ def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
     monkeypatch.setenv("RUNPOD_API_URL", server.url)
     monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)
+    # Secrets a user's shell may hold: none may reach a pod, a request body or the volume.
+    for name in ("AWS_SECRET_ACCESS_KEY", "RUNPOD_S3_SECRET_KEY", "HF_TOKEN"):
+        monkeypatch.setenv(name, SECRET)
     yield server
-    server.stop()
+    try:
+        assert _live_pods(server) == [], "the fake still holds live pods of the study"
+        for pod in server.pods(include_terminated=True):
+            sent = repr(pod.request) + repr(pod.env)
+            assert SECRET not in sent and API_KEY not in sent
+        assert not any(SECRET.encode() in p.read_bytes() for p in (project / "storage").rglob("*") if p.is_file())
+    finally:
+        server.stop()
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -91,6 +103,10 @@ def test_a_spot_study_survives_preemptions_and_leaves_no_pod(fake: FakeRunPod, p
         _wait_for(lambda: sum(e.type == "checkpoint" for e in drain(volume, layout.events(0, 0))) >= 3, 60, "3 checkpoints")
         victim = next(p for p in fake.pods() if p.name == pod_name("pods", AttemptRef(0, 0)))
         assert victim.spot
+        rows = study_rows(config, volume, live=make_backend(config, volume).list_live(), cache_dir=tmp_path / "r0")
+        shown = next(r.worker for r in rows or [] if r.number == 0)
+        assert shown is not None and f"pod {victim.id}" in shown and "NVIDIA RTX A5000" in shown
+        assert "spot" in shown and "$0.140/h" in shown
         fake.preempt(victim.id)
     finally:
         thread.join(timeout=120)
@@ -160,10 +176,22 @@ def test_an_exhausted_balance_stops_launching_and_leaves_trials_resumable(
     assert summary.stopped is None and summary.complete == 2
 
 
-def test_a_volume_in_another_data_center_is_a_clear_error(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (("data_centers: [EU-RO-1]", "data_centers: [US-KS-2]"), "dataCenterId"),
+        (("image: ghcr.io/example/hpo-trial:test", "image: ghcr.io/Example/Trial::x"), "imageName"),
+    ],
+    ids=["volume-in-another-data-center", "bad-image"],
+)
+def test_a_request_runpod_refuses_is_a_clear_error(
+    fake: FakeRunPod, project: Path, tmp_path: Path, edit: tuple[str, str], field: str
+) -> None:
     studies = make_workspace(project, trials=1, concurrency=1)
-    studies.write_text(studies.read_text().replace("data_centers: [EU-RO-1]", "data_centers: [US-KS-2]").replace(
-        "data_center: EU-RO-1", "data_center: US-KS-2"))
+    text = studies.read_text().replace(*edit)
+    if field == "dataCenterId":
+        text = text.replace("data_center: EU-RO-1", "data_center: US-KS-2")
+    studies.write_text(text)
     env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
         [sys.executable, "-m", "hpo", "run", "--study", "pods", "--studies", str(studies)],
@@ -171,9 +199,8 @@ def test_a_volume_in_another_data_center_is_a_clear_error(fake: FakeRunPod, proj
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "study 'pods'" in result.stderr and "dataCenterId" in result.stderr and "EU-RO-1" in result.stderr
+    assert "study 'pods'" in result.stderr and field in result.stderr
     assert API_KEY not in result.stderr
-    assert _live_pods(fake) == []
 
 
 def test_a_killed_controller_adopts_live_pods_and_cleanup_removes_strays(
@@ -189,6 +216,12 @@ def test_a_killed_controller_adopts_live_pods_and_cleanup_removes_strays(
     _wait_for(lambda: sum(e.type == "report" for e in drain(volume, layout.events(1, 0))) >= 2, 90, "trial 1 reports")
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # With no controller alive, a pod whose attempt ends still stops billing: the agent ends its own pod.
+    _wait_for(lambda: any(e.type == "done" for e in drain(volume, layout.events(1, 0))), 60, "trial 1 to finish alone")
+    _wait_for(
+        lambda: fake.pods() and all(p.status == "TERMINATED" for p in fake.pods() if p.name == pod_name("pods", AttemptRef(1, 0))),
+        30, "trial 1's pod to end itself",
+    )
 
     # A stray: a pod named like an attempt that no running trial has.
     api = RunPodApi(API_KEY, rest_url=fake.url, graphql_base=fake.url)

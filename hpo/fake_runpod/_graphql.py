@@ -237,6 +237,7 @@ SCHEMA = build_schema(SDL)
 FIELD_NAMES: dict[str, str] = {
     "gpu_type": "gpuTypeId",
     "gpu_count": "gpuCount",
+    "image": "imageName",
     "volume": "networkVolumeId",
     "data_center": "dataCenterId",
     "cloud": "cloudType",

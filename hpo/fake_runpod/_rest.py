@@ -41,6 +41,7 @@ from hpo.fake_runpod._state import (
 FIELD_NAMES: dict[str, str] = {
     "gpu_type": "gpu.id",
     "gpu_count": "gpu.count",
+    "image": "image",
     "volume": "mounts.network[0].volumeId",
     "data_center": "dataCenterIds",
     "cloud": "cloud",
