@@ -4,6 +4,7 @@
 
     hpo/<study>/lease.json                               controller holding the study
     hpo/<study>/journal/<first log number>.jsonl         controller: Optuna journal segments
+    hpo/<study>/journal/upto-<log count>.jsonl           controller: logs 0..count-1 in one object (compaction)
     hpo/<study>/code/<sha256>.tar.gz                     controller: snapshot of objectives/
     hpo/<study>/trials/<n>/spec.json                     controller: what trial n runs
     hpo/<study>/trials/<n>/control.json                  controller: prune / stop
@@ -41,6 +42,23 @@ class StudyLayout:
     def journal_segment(self, first_log_number: int) -> str:
         """A segment is named by the number of its first log, so a reader knows the next name."""
         return f"{self.journal_dir}/{first_log_number:0{JOURNAL_SEGMENT_DIGITS}d}.jsonl"
+
+    def journal_compaction(self, log_count: int) -> str:
+        """Logs 0..count-1 in one object, so opening a long study reads one object, not thousands."""
+        return f"{self.journal_dir}/upto-{log_count:0{JOURNAL_SEGMENT_DIGITS}d}.jsonl"
+
+    def parse_journal_key(self, key: str) -> tuple[str, int] | None:
+        """``("segment", first log)`` or ``("compaction", log count)`` for a journal key, else None."""
+        name = key.rsplit("/", 1)[-1]
+        if not name.endswith(".jsonl"):
+            return None
+        stem = name[: -len(".jsonl")]
+        kind = "segment"
+        if stem.startswith("upto-"):
+            kind, stem = "compaction", stem[len("upto-") :]
+        if len(stem) != JOURNAL_SEGMENT_DIGITS or not stem.isdigit():
+            return None
+        return kind, int(stem)
 
     def code(self, sha256: str) -> str:
         return f"{self.root}/code/{sha256}.tar.gz"

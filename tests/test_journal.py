@@ -150,3 +150,23 @@ def test_a_cache_for_a_reset_volume_is_rebuilt(tmp_path: Path) -> None:
         volume.delete(info.key)
     fresh = open_storage(volume, "s", writer=True, cache_dir=cache)
     assert fresh.load_study("s") is None
+
+
+def test_compaction_lets_a_fresh_reader_open_with_few_reads(tmp_path: Path) -> None:
+    volume = CountingVolume(tmp_path / "vol")
+    writer = VolumeJournalBackend(volume, "s", writer=True, cache_dir=tmp_path / "w", compact_every=5)
+    storage = JournalStorage(writer)
+    for _ in range(12):
+        _run_trials(storage, 1)
+        writer.flush()
+    names = sorted(info.key.rsplit("/", 1)[1] for info in volume.list("hpo/s/journal/"))
+    compactions = [n for n in names if n.startswith("upto-")]
+    assert len(compactions) == 2 and len(names) - len(compactions) == 12  # segments are kept
+    reader = VolumeJournalBackend(volume, "s", cache_dir=tmp_path / "fresh")
+    assert reader.segment_reads == 1 + 2  # the last compaction, then the two segments after it
+    trials = optuna.load_study(study_name="s", storage=JournalStorage(reader)).trials
+    assert len(trials) == 12
+    # A cache that is behind the compaction takes only what it lacks from it.
+    again = VolumeJournalBackend(volume, "s", cache_dir=tmp_path / "fresh")
+    assert again.segment_reads == 0
+    assert len(optuna.load_study(study_name="s", storage=JournalStorage(again)).trials) == 12

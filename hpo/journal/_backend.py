@@ -30,7 +30,7 @@ from optuna.storages.journal import BaseJournalBackend
 
 from hpo.errors import JournalError, VolumeNotFoundError
 from hpo.journal._cache import CacheState, JournalCache, default_cache_dir
-from hpo.layout import JOURNAL_SEGMENT_DIGITS, StudyLayout
+from hpo.layout import StudyLayout
 from hpo.volume import ObjectInfo, Volume
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class VolumeJournalBackend(BaseJournalBackend):
             must call :meth:`flush` to make its appends durable.
         cache_dir: Where the local cache lives (default :func:`default_cache_dir`).
         refresh_interval: How often a reader looks for new segments, in seconds.
+        compact_every: The writer compacts the journal after this many segments.
         clock: A monotonic clock, injectable for tests.
     """
 
@@ -62,6 +63,7 @@ class VolumeJournalBackend(BaseJournalBackend):
         writer: bool = False,
         cache_dir: Path | None = None,
         refresh_interval: float = 2.0,
+        compact_every: int = 100,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._volume = volume
@@ -73,6 +75,8 @@ class VolumeJournalBackend(BaseJournalBackend):
         self._logs: list[dict[str, Any]] = []  # flushed logs, then pending ones
         self._state = CacheState(volume.url)  # describes the flushed prefix of self._logs
         self.segment_reads = 0
+        self._compact_every = compact_every
+        self._since_compaction = 0
         self._open()
         self._last_refresh = clock()
 
@@ -127,6 +131,9 @@ class VolumeJournalBackend(BaseJournalBackend):
             else:
                 self._cache.reset()  # the cache went its own way; rebuild it from the volume next time
                 self._state = CacheState(self._volume.url, len(self._logs), 0, key, len(data))
+        self._since_compaction += 1
+        if self._since_compaction >= self._compact_every:
+            self._compact()
 
     def refresh(self) -> None:
         """Pick up segments written since the last look (readers only)."""
@@ -139,10 +146,18 @@ class VolumeJournalBackend(BaseJournalBackend):
                     data = f.read(shared.bytes - self._state.bytes)
                 self._logs.extend(json.loads(line) for line in data.splitlines())
                 self._state = shared
-            self._state = self._catch_up(self._state, listing=None)
+            self._state = self._catch_up(self._state, segments=None)
 
     def _open(self) -> None:
         listing = {info.key: info for info in self._volume.list(self._layout.journal_dir + "/")}
+        segments: dict[int, ObjectInfo] = {}
+        compactions: dict[int, ObjectInfo] = {}
+        for key, info in listing.items():
+            parsed = self._layout.parse_journal_key(key)
+            if parsed is not None:
+                (segments if parsed[0] == "segment" else compactions)[parsed[1]] = info
+        last_compaction = max(compactions, default=0)
+        self._since_compaction = sum(1 for first in segments if first >= last_compaction)
         with self._cache.locked():
             state = self._cache.read_state()
             if state.logs and not self._cache_matches_volume(state, listing):
@@ -152,47 +167,72 @@ class VolumeJournalBackend(BaseJournalBackend):
             self._logs = self._cache.load(state)
             if len(self._logs) != state.logs:
                 state = CacheState(self._volume.url)
-            self._state = self._catch_up(state, listing)
+            if last_compaction > state.logs:
+                state = self._read_compaction(state, compactions[last_compaction])
+            self._state = self._catch_up(state, segments)
 
     @staticmethod
     def _cache_matches_volume(state: CacheState, listing: dict[str, ObjectInfo]) -> bool:
         seen = listing.get(state.last_segment or "")
         return seen is not None and seen.size == state.last_segment_size
 
-    def _catch_up(self, state: CacheState, listing: dict[str, ObjectInfo] | None) -> CacheState:
+    def _read_compaction(self, state: CacheState, info: ObjectInfo) -> CacheState:
+        """Take the logs the cache lacks from one compacted object. Call under the cache lock."""
+        data = self._read_segment(info.key)
+        lines = data.splitlines(keepends=True)
+        if self._logs and json.loads(lines[0]) != self._logs[0]:
+            raise JournalError(f"{self._volume.url}: {info.key} does not begin like the cached journal")
+        new = lines[state.logs :]
+        self._logs.extend(json.loads(line) for line in new)
+        return self._cache.extend(state, b"".join(new), len(new), info.key, info.size)
+
+    def _catch_up(self, state: CacheState, segments: dict[int, ObjectInfo] | None) -> CacheState:
         """Append to the cache every segment from ``state.logs`` on. Call under the cache lock.
 
-        With a ``listing`` the segments to read are known; without one, the next
-        name is probed with a GET until one is missing.
+        With a listing (``segments``, by first log number) the segments to read
+        are known; without one, the next name is probed with a GET until one is missing.
         """
         while True:
             key = self._layout.journal_segment(state.logs)
-            if listing is not None and key not in listing:
-                self._check_no_gap(state.logs, listing)
+            if segments is not None and state.logs not in segments:
+                self._check_no_gap(state.logs, segments)
                 return state
             try:
-                data = self._volume.read_bytes(key)
+                data = self._read_segment(key)
             except VolumeNotFoundError:
                 return state
-            self.segment_reads += 1
-            try:
-                logs = [json.loads(line) for line in data.splitlines()]
-            except json.JSONDecodeError as exc:
-                raise JournalError(f"{self._volume.url}: {key}: corrupt journal segment ({exc})") from exc
-            if not logs:
-                raise JournalError(f"{self._volume.url}: {key}: empty journal segment")
-            self._logs.extend(logs)
-            state = self._cache.extend(state, data, len(logs), key, len(data))
+            lines = data.splitlines()
+            self._logs.extend(json.loads(line) for line in lines)
+            state = self._cache.extend(state, data, len(lines), key, len(data))
 
-    def _check_no_gap(self, next_log: int, listing: dict[str, ObjectInfo]) -> None:
-        later = sorted(
-            key
-            for key in listing
-            if key.endswith(".jsonl") and key.rsplit("/", 1)[-1][:JOURNAL_SEGMENT_DIGITS].isdigit()
-            and int(key.rsplit("/", 1)[-1][:JOURNAL_SEGMENT_DIGITS]) > next_log
-        )
+    def _read_segment(self, key: str) -> bytes:
+        """One journal object, checked whole: a segment is written atomically, so it must parse."""
+        data = self._volume.read_bytes(key)
+        self.segment_reads += 1
+        try:
+            for line in data.splitlines():
+                json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise JournalError(f"{self._volume.url}: {key}: corrupt journal segment ({exc})") from exc
+        if not data:
+            raise JournalError(f"{self._volume.url}: {key}: empty journal segment")
+        return data
+
+    def _check_no_gap(self, next_log: int, segments: dict[int, ObjectInfo]) -> None:
+        later = sorted(first for first in segments if first > next_log)
         if later:
             raise JournalError(
                 f"{self._volume.url}: study {self._layout.study!r}: journal segment for log {next_log} "
-                f"is missing but {later[0]} exists"
+                f"is missing but {segments[later[0]].key} exists"
             )
+
+    def _compact(self) -> None:
+        """Write every flushed log as one object, so the next open reads it instead of many segments.
+
+        Segments are kept: a reader probing for the next segment by name never
+        finds a hole, and the listing at open stays one or two pages long for
+        any study that fits in memory.
+        """
+        count = self._state.logs
+        self._volume.write_bytes(self._layout.journal_compaction(count), _encode(self._logs[:count]))
+        self._since_compaction = 0
