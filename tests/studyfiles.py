@@ -12,7 +12,8 @@ from hpo.config import StudyConfig, load_study
 from hpo.events import ReportEvent, drain
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
-from hpo.volume import DirectoryVolume
+from hpo.controller import open_study_volume
+from hpo.volume import Volume
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -111,17 +112,15 @@ def study_config(studies: Path, name: str) -> StudyConfig:
     return load_study(studies, name)
 
 
-def study_volume(config: StudyConfig) -> DirectoryVolume:
-    """The study's volume as a folder (a local volume, or the fake RunPod's folder for a network one)."""
-    path = getattr(config.volume, "path", None) or getattr(config.volume, "local_path", None)
-    assert path is not None
-    return DirectoryVolume(path)
+def study_volume(config: StudyConfig) -> Volume:
+    """The study's volume as the controller reaches it (a folder, or S3)."""
+    return open_study_volume(config)
 
 
 def study_processes(config: StudyConfig) -> list[psutil.Process]:
     """Every live (non-zombie) process whose environment says it runs a trial of this study."""
     found = []
-    root = str(study_volume(config).root)
+    root = study_volume(config).address
     for proc in psutil.process_iter():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:

@@ -9,6 +9,7 @@ on the volume (``launch.json``) for people and tools to read.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -17,17 +18,24 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from pathlib import Path
 
 import psutil
 
 from hpo.backends._base import AttemptRef, Backend, WorkerHandle
 from hpo.errors import BackendError
+from hpo.journal import default_cache_dir
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
 
 # Variables a Python process needs to start and find its packages; nothing else
 # of the controller's environment (API keys, S3 secrets) reaches a trial.
-_PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "HPO_CACHE_DIR")
+# S3 credentials reach a local trial only through boto3's files (the variables
+# below name files and profiles, never hold a key).
+_PASSED_THROUGH = (
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "HPO_CACHE_DIR",
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE",
+)
 
 
 def worker_env(study: str, ref: AttemptRef, volume_root: str) -> dict[str, str]:
@@ -74,6 +82,7 @@ class LocalBackend(Backend):
         volume: A directory volume (the processes open it by path).
         kill_grace: Seconds between SIGTERM and SIGKILL on terminate.
         python: The interpreter to run the agent with.
+        log_dir: Where attempt logs go when the volume is not a local folder.
         clock: Monotonic clock, injectable.
     """
 
@@ -86,14 +95,14 @@ class LocalBackend(Backend):
         *,
         kill_grace: float = 5.0,
         python: str = sys.executable,
+        log_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        root = volume.local_path("hpo")
-        if root is None:
-            raise BackendError(f"the local backend needs a directory volume, not {volume.url}")
         self._study = study
         self._volume = volume
-        self._root = str(root.parent)
+        self._root = volume.address  # what the agent reopens the volume from
+        # Where attempts' output goes when the volume is not a folder (S3): this machine's cache.
+        self._log_dir = log_dir or default_cache_dir() / "logs" / hashlib.sha256(volume.url.encode()).hexdigest()[:16] / study
         self._layout = StudyLayout(study)
         self._kill_grace = kill_grace
         self._python = python
@@ -103,14 +112,15 @@ class LocalBackend(Backend):
 
     def launch(self, ref: AttemptRef) -> WorkerHandle:
         log_path = self._volume.local_path(self._layout.log(ref.trial, ref.attempt))
-        assert log_path is not None
+        if log_path is None:
+            log_path = self._log_dir / f"{ref.trial}.{ref.attempt}.log.txt"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
             try:
                 proc = subprocess.Popen(
                     [self._python, "-m", "hpo.agent"],
                     env=worker_env(self._study, ref, self._root),
-                    cwd=log_path.parent,
+                    cwd=log_path.parent,  # not the project folder: the agent imports the code snapshot
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from hpo.controller._progress import ProgressSink
 from hpo.errors import AuthError, ConfigError
 from hpo.journal import open_storage
 from hpo.lease import Lease
-from hpo.volume import DirectoryVolume, Volume
+from hpo.volume import DirectoryVolume, S3Volume, Volume
 
 
 def open_study_volume(config: StudyConfig) -> Volume:
@@ -25,11 +26,10 @@ def open_study_volume(config: StudyConfig) -> Volume:
         return DirectoryVolume(config.volume.path)
     if config.volume.local_path is not None:
         return DirectoryVolume(config.volume.local_path)
-    raise ConfigError(
-        f"{config.source.name}: study {config.name!r}: key 'volume.local_path': network volume "
-        f"{config.volume.id} can only be reached as a folder in this release (a pod that mounts it, or the "
-        "fake RunPod's folder); S3 access comes with a later release"
-    )
+    # RunPod's S3-compatible API: bucket = volume id, region = data center. An explicit
+    # volume.endpoint wins, then AWS_ENDPOINT_URL_S3, then RunPod's endpoint for the data center.
+    endpoint = config.volume.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or config.volume.s3_endpoint_url
+    return S3Volume(config.volume.id, endpoint_url=endpoint, region=config.volume.data_center)
 
 
 def check_objective(config: StudyConfig, folder: Path) -> None:

@@ -83,6 +83,14 @@ class Volume(ABC):
     def delete(self, key: str) -> None:
         """Remove the object; a missing object is not an error."""
 
+    @property
+    def address(self) -> str:
+        """The string :func:`hpo.volume.open_volume` reopens this volume from in another process.
+
+        It is what a trial process receives in ``HPO_VOLUME``, so it never holds a secret.
+        """
+        return self.url
+
     def local_path(self, key: str) -> Path | None:
         """Return a filesystem path for ``key`` where the volume is a mounted directory, else None."""
         return None

@@ -23,6 +23,10 @@ class DirectoryVolume(Volume):
         self.root = Path(root).resolve()
         self.url = self.root.as_uri()
 
+    @property
+    def address(self) -> str:
+        return str(self.root)
+
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
