@@ -1,0 +1,308 @@
+"""``hpo dashboard``: optuna-dashboard on a study's journal, read-only, live as the controller writes.
+
+The browser test builds a real study through the journal writer (as the
+controller does), serves the dashboard on it, and looks at the page in
+headless Chromium: the study, its trials, the intermediate-values plot, and
+trials added after the page was first loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from wsgiref.types import WSGIApplication
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import pytest
+from browser import chromium_page  # noqa: F401  (a pytest fixture)
+from optuna.samplers import RandomSampler
+from optuna.trial import TrialState
+
+from hpo.cli import main
+from hpo.config import StudyConfig, load_study
+from hpo.controller import open_study_volume
+from hpo.dashboard import dashboard_app, make_server, open_dashboard_storage
+from hpo.journal import StudyStorage, open_storage
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+STUDY = "dash"
+STEPS = 5
+
+STUDIES_YAML = """
+studies:
+  dash:
+    objective: steady
+    search_space:
+      x: {type: float, low: 0.0, high: 1.0}
+    sampler: {type: random, seed: 0}
+    pruner: {type: none}
+    fidelity: {max_step: 5}
+    budget: {trials: 10}
+    volume: {path: volume}
+    STORAGE
+"""
+
+
+def write_studies(root: Path, storage: str | None = None) -> Path:
+    """studies.yaml for the one study ``dash``, its volume (or SQLite file) beside it."""
+    path = root / "studies.yaml"
+    path.write_text(STUDIES_YAML.replace("STORAGE", f"storage: {storage}" if storage else ""))
+    return path
+
+
+def open_writer(config: StudyConfig, cache_dir: Path) -> StudyStorage:
+    """The journal opened as the controller opens it: the one writer."""
+    return open_storage(open_study_volume(config), config.name, url=config.storage, writer=True, cache_dir=cache_dir)
+
+
+def add_trials(study: optuna.Study, count: int) -> None:
+    """``count`` trials reporting STEPS intermediate values; every third one pruned half way."""
+    for _ in range(count):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0.0, 1.0)
+        pruned = trial.number % 3 == 1
+        for step in range(STEPS // 2 + 1 if pruned else STEPS):
+            trial.report(x + 1.0 / (step + 1), step)
+        if pruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, x + 1.0 / STEPS)
+
+
+def make_study(config: StudyConfig, cache_dir: Path, trials: int) -> tuple[StudyStorage, optuna.Study]:
+    """The study with ``trials`` trials, flushed to the volume; the writer stays open for more."""
+    writer = open_writer(config, cache_dir)
+    study = optuna.create_study(study_name=config.name, storage=writer.optuna, sampler=RandomSampler(seed=0))
+    add_trials(study, trials)
+    writer.flush()
+    return writer, study
+
+
+@contextmanager
+def serving(app: WSGIApplication) -> Iterator[str]:
+    """Serve ``app`` with the dashboard's own threaded server on a free port; yields its /dashboard/ URL."""
+    server = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dashboard/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def wsgi_call(app: WSGIApplication, path: str, method: str = "GET") -> tuple[int, bytes]:
+    """One request straight into a WSGI app, no socket: (status code, body)."""
+    environ: dict[str, object] = {"PATH_INFO": path, "REQUEST_METHOD": method}
+    setup_testing_defaults(environ)
+    statuses: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))  # type: ignore[arg-type, misc]
+    return int(statuses[0].split()[0]), body
+
+
+def listed_studies(body: bytes) -> list[dict[str, object]]:
+    """The studies in /api/studies's answer (``study_summaries``, which optuna-dashboard plans to rename)."""
+    payload = json.loads(body)
+    return payload.get("study_summaries", payload.get("studies"))
+
+
+def legend(page: Page) -> list[str]:
+    """The trial names in the intermediate-values plot's legend."""
+    return [text.strip() for text in page.locator("#graph-intermediate-values .legendtext").all_text_contents()]
+
+
+# -- in the browser ---------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_study_its_plots_and_trials_added_later(
+    tmp_path: Path, chromium_page: Page  # noqa: F811 (the fixture imported above)
+) -> None:
+    page = chromium_page
+    config = load_study(write_studies(tmp_path), STUDY)
+    writer, study = make_study(config, tmp_path / "controller-cache", trials=4)
+    # Its own cache folder: the dashboard must find the segments on the volume, as on another machine.
+    storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache")
+    study_id = storage.get_study_id_from_name(STUDY)
+
+    with serving(dashboard_app(storage)) as url:
+        try:
+            page.goto(url)
+            page.get_by_text(re.compile(rf"\b{STUDY}\b")).first.click()  # the study's card, as a person would
+            page.wait_for_url(re.compile(rf"/dashboard/studies/{study_id}$"))
+            page.locator("#graph-intermediate-values .main-svg").first.wait_for()
+            page.wait_for_function(
+                "n => document.querySelectorAll('#graph-intermediate-values .legendtext').length >= n", arg=4
+            )
+            page.screenshot(path=str(tmp_path / "study.png"), full_page=True)
+            assert page.get_by_text("Intermediate values").is_visible()
+            assert legend(page) == [f"trial #{n}" for n in range(4)]
+            assert page.get_by_text(f"{STUDY} (id={study_id})").is_visible()
+
+            page.goto(f"{url}studies/{study_id}/trials")
+            page.get_by_text("4 Trials").wait_for()
+            for number in range(4):
+                assert page.get_by_text(f"Trial {number}", exact=True).is_visible()
+            assert page.get_by_text("Pruned").first.is_visible()
+            page.screenshot(path=str(tmp_path / "trials.png"))
+
+            # The controller goes on: two more trials, flushed. The reader picks them up by itself.
+            add_trials(study, 2)
+            writer.flush()
+            page.goto(f"{url}studies/{study_id}")
+            deadline = time.monotonic() + 15  # reader refresh (2 s) + the dashboard's trial cache (2 s), with margin
+            while len(legend(page)) < 6 and time.monotonic() < deadline:
+                page.wait_for_timeout(500)
+                page.reload()
+                page.locator("#graph-intermediate-values .main-svg").first.wait_for()
+            page.screenshot(path=str(tmp_path / "study-after.png"), full_page=True)
+            assert legend(page) == [f"trial #{n}" for n in range(6)]
+            page.goto(f"{url}studies/{study_id}/trials")
+            page.get_by_text("6 Trials").wait_for()
+            assert page.get_by_text("Trial 5", exact=True).is_visible()
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # what the page showed, for debugging
+            raise
+
+    # The dashboard wrote nothing: the controller's next segment is still its own to write.
+    add_trials(study, 1)
+    writer.flush()
+
+
+# -- without a browser ------------------------------------------------------------------------------
+
+
+def test_the_reader_sees_flushed_trials_only_and_refreshes_by_itself(tmp_path: Path) -> None:
+    config = load_study(write_studies(tmp_path), STUDY)
+    writer, study = make_study(config, tmp_path / "controller-cache", trials=2)
+    storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache", refresh_interval=0.1)
+    study_id = storage.get_study_id_from_name(STUDY)
+    assert len(storage.get_all_trials(study_id)) == 2
+
+    add_trials(study, 1)  # appended by the controller, not yet flushed to the volume
+    time.sleep(0.2)
+    assert len(storage.get_all_trials(study_id)) == 2
+    writer.flush()
+    time.sleep(0.2)
+    trials = storage.get_all_trials(study_id)
+    assert len(trials) == 3 and trials[2].intermediate_values == study.trials[2].intermediate_values
+
+
+def test_editing_from_the_page_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    config = load_study(write_studies(tmp_path), STUDY)
+    make_study(config, tmp_path / "controller-cache", trials=1)
+    storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache")
+    app = dashboard_app(storage)
+    segments = sorted((tmp_path / "volume").rglob("*.jsonl"))
+
+    status, _ = wsgi_call(app, f"/api/studies/{storage.get_study_id_from_name(STUDY)}", method="DELETE")
+    assert status >= 500
+    assert sorted((tmp_path / "volume").rglob("*.jsonl")) == segments
+    status, body = wsgi_call(app, "/api/studies")
+    assert status == 200 and [s["study_name"] for s in listed_studies(body)] == [STUDY]
+
+
+def test_a_study_with_an_rdb_url_is_served_from_its_database(tmp_path: Path) -> None:
+    config = load_study(write_studies(tmp_path, storage="sqlite:///optuna.db"), STUDY)
+    _, study = make_study(config, tmp_path / "controller-cache", trials=2)
+    app = dashboard_app(open_dashboard_storage(config))
+    status, body = wsgi_call(app, "/api/studies")
+    assert status == 200
+    (listed,) = listed_studies(body)
+    assert listed["study_name"] == STUDY
+    assert (tmp_path / "optuna.db").is_file() and not (tmp_path / "volume").exists()
+    status, body = wsgi_call(app, f"/api/studies/{listed['study_id']}")
+    assert status == 200 and len(json.loads(body)["trials"]) == len(study.trials) == 2
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+# `python -m hpo`, with Python's Ctrl-C handler installed even where the test runner was started with
+# SIGINT ignored (a background job of a non-interactive shell), which the child would inherit.
+HPO_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('hpo', run_name='__main__', alter_sys=True)"
+)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_command_serves_the_dashboard_until_stopped(tmp_path: Path, stop: signal.Signals) -> None:
+    studies = write_studies(tmp_path)
+    config = load_study(studies, STUDY)
+    make_study(config, tmp_path / "controller-cache", trials=2)
+    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "dashboard-cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", HPO_WITH_CTRL_C, "dashboard", "--study", STUDY, "--studies", str(studies), "--port", "0"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )
+    assert process.stderr is not None and process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=_read_lines, args=(process.stderr, lines), daemon=True)
+    reader.start()
+    try:
+        first = lines.get(timeout=30)  # the URL line comes first: the study exists, so nothing to warn about
+        match = re.fullmatch(r"hpo: dashboard of study 'dash' at (http://127\.0\.0\.1:\d+/dashboard/) \(Ctrl-C to stop\)\n", first)
+        assert match, first
+        url = match.group(1)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
+        with urllib.request.urlopen(url.replace("/dashboard/", "/api/studies"), timeout=10) as response:
+            assert [s["study_name"] for s in listed_studies(response.read())] == [STUDY]
+    finally:
+        process.send_signal(stop)
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    reader.join(5)
+    rest = "".join(lines.queue)
+    assert code == 0, rest
+    assert rest == ""  # no traceback, no request log, no "interrupted" message
+    assert process.stdout.read() == ""
+
+
+def test_a_port_in_use_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    studies = write_studies(tmp_path)
+    monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path / "dashboard-cache"))
+    make_study(load_study(studies, STUDY), tmp_path / "controller-cache", trials=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["dashboard", "--study", STUDY, "--studies", str(studies), "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("hpo: error: ") and f"127.0.0.1:{port}" in err and "in use" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_study_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["dashboard", "--study", "dahs", "--studies", str(write_studies(tmp_path))])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown study 'dahs'" in err and len(err.strip().splitlines()) == 1
