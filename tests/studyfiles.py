@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -110,6 +112,20 @@ def make_workspace(
 
 def study_config(studies: Path, name: str) -> StudyConfig:
     return load_study(studies, name)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` every 50 ms until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def count_events(volume: Volume, key: str, kind: str) -> int:
+    """How many whole events of type ``kind`` the event file at ``key`` holds."""
+    return sum(event.type == kind for event in drain(volume, key))
 
 
 def study_volume(config: StudyConfig) -> Volume:

@@ -24,7 +24,7 @@ from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
 from hpo.volume import Volume
 
-from studyfiles import make_workspace, study_config, study_volume
+from studyfiles import count_events, make_workspace, study_config, study_volume, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,14 +65,8 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendWor
         cleanup = made[-1] if made else LocalBackend(config.name, volume)
         for handle in cleanup.list_live().values():
             cleanup.terminate(handle)
-        _wait_until(lambda: not cleanup.list_live(), timeout=15)
+        wait_for(lambda: not cleanup.list_live(), 15, "the worker")
 
-
-def _wait_until(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def _started(world: BackendWorld, ref: AttemptRef) -> bool:
@@ -87,7 +81,7 @@ def test_launch_returns_at_once_and_the_worker_is_listed_by_its_attempt(world: B
     assert isinstance(handle, WorkerHandle) and handle.ref == AttemptRef(0, 0)
     live = backend.list_live()
     assert set(live) == {AttemptRef(0, 0)}
-    _wait_until(lambda: _started(world, AttemptRef(0, 0)))
+    wait_for(lambda: _started(world, AttemptRef(0, 0)), 30, "the worker")
     assert AttemptRef(0, 0) in backend.list_live()
 
 
@@ -102,7 +96,7 @@ def test_one_listing_finds_every_worker(world: BackendWorld) -> None:
 def test_a_new_backend_instance_finds_workers_an_old_one_started(world: BackendWorld) -> None:
     old = world.new_backend()
     old.launch(AttemptRef(1, 0))
-    _wait_until(lambda: _started(world, AttemptRef(1, 0)))
+    wait_for(lambda: _started(world, AttemptRef(1, 0)), 30, "the worker")
     fresh = world.new_backend()  # the next controller, after a crash
     assert set(fresh.list_live()) == {AttemptRef(1, 0)}
 
@@ -110,12 +104,12 @@ def test_a_new_backend_instance_finds_workers_an_old_one_started(world: BackendW
 def test_terminate_stops_the_worker_and_is_idempotent(world: BackendWorld) -> None:
     backend = world.new_backend()
     handle = backend.launch(AttemptRef(0, 0))
-    _wait_until(lambda: _started(world, AttemptRef(0, 0)))
+    wait_for(lambda: _started(world, AttemptRef(0, 0)), 30, "the worker")
     began = time.monotonic()
     backend.terminate(handle)
     assert time.monotonic() - began < 1  # returns at once
     backend.terminate(handle)
-    _wait_until(lambda: AttemptRef(0, 0) not in backend.list_live(), timeout=15)
+    wait_for(lambda: AttemptRef(0, 0) not in backend.list_live(), 15, "the worker")
     backend.terminate(handle)  # gone: silently fine
     events = drain(world.volume, StudyLayout(world.config.name).events(0, 0))
     assert events[-1].type == "preempted"  # a SIGTERM without a prune order looks like a preemption
@@ -125,8 +119,8 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(world: B
     backend = world.new_backend()
     backend.launch(AttemptRef(3, 0))  # objective steady:stubborn ignores SIGTERM
     layout = StudyLayout(world.config.name)
-    _wait_until(lambda: any(e.type == "report" for e in drain(world.volume, layout.events(3, 0))))
+    wait_for(lambda: count_events(world.volume, layout.events(3, 0), "report") > 0, 30, "the first report")
     backend.terminate(backend.list_live()[AttemptRef(3, 0)])
     time.sleep(0.5)
     assert AttemptRef(3, 0) in backend.list_live()  # still there within the grace period
-    _wait_until(lambda: AttemptRef(3, 0) not in backend.list_live(), timeout=15)  # then SIGKILLed
+    wait_for(lambda: AttemptRef(3, 0) not in backend.list_live(), 15, "the worker")  # then SIGKILLed

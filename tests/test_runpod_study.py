@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,16 @@ from hpo.events import drain
 from hpo.fake_runpod import FakeRunPod
 from hpo.layout import StudyLayout
 
-from studyfiles import VOLUME_ID, first_reports, load_trials, make_workspace, study_config, study_volume
+from studyfiles import (
+    VOLUME_ID,
+    count_events,
+    first_reports,
+    load_trials,
+    make_workspace,
+    study_config,
+    study_volume,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -72,13 +80,6 @@ def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         server.stop()
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
 
 def _live_pods(fake: FakeRunPod) -> list:  # type: ignore[type-arg]
     return [p for p in fake.pods(include_terminated=True) if p.status not in ("TERMINATED", "EXITED")]
@@ -100,7 +101,7 @@ def test_a_spot_study_survives_preemptions_and_leaves_no_pod(fake: FakeRunPod, p
     thread = threading.Thread(target=controller.run)
     thread.start()
     try:
-        _wait_for(lambda: sum(e.type == "checkpoint" for e in drain(volume, layout.events(0, 0))) >= 3, 60, "3 checkpoints")
+        wait_for(lambda: count_events(volume, layout.events(0, 0), "checkpoint") >= 3, 60, "3 checkpoints")
         victim = next(p for p in fake.pods() if p.name == pod_name("pods", AttemptRef(0, 0)))
         assert victim.spot
         rows = study_rows(config, volume, live=make_backend(config, volume).list_live(), cache_dir=tmp_path / "r0")
@@ -137,8 +138,8 @@ def test_a_sold_out_gpu_type_falls_back_and_a_sold_out_study_queues(fake: FakeRu
     thread = threading.Thread(target=controller.run)
     thread.start()
     try:
-        _wait_for(lambda: len(fake.pods(include_terminated=True)) == 1, 60, "the first pod")
-        _wait_for(lambda: any(run.queued_until is not None for run in list(controller.runs.values())), 30, "a queued trial")
+        wait_for(lambda: len(fake.pods(include_terminated=True)) == 1, 60, "the first pod")
+        wait_for(lambda: any(run.queued_until is not None for run in list(controller.runs.values())), 30, "a queued trial")
         queued = [t for t in load_trials(config, tmp_path / "reader") if t.user_attrs.get("queued")]
         assert len(queued) == 1
         fake.set_capacity("NVIDIA RTX A5000", None)
@@ -213,12 +214,12 @@ def test_a_killed_controller_adopts_live_pods_and_cleanup_removes_strays(
     env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
     argv = [sys.executable, "-m", "hpo", "run", "--study", "pods", "--studies", str(studies)]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: sum(e.type == "report" for e in drain(volume, layout.events(1, 0))) >= 2, 90, "trial 1 reports")
+    wait_for(lambda: count_events(volume, layout.events(1, 0), "report") >= 2, 90, "trial 1 reports")
     first.send_signal(signal.SIGKILL)
     first.wait()
     # With no controller alive, a pod whose attempt ends still stops billing: the agent ends its own pod.
-    _wait_for(lambda: any(e.type == "done" for e in drain(volume, layout.events(1, 0))), 60, "trial 1 to finish alone")
-    _wait_for(
+    wait_for(lambda: count_events(volume, layout.events(1, 0), "done") == 1, 60, "trial 1 to finish alone")
+    wait_for(
         lambda: fake.pods() and all(p.status == "TERMINATED" for p in fake.pods() if p.name == pod_name("pods", AttemptRef(1, 0))),
         30, "trial 1's pod to end itself",
     )

@@ -14,35 +14,21 @@ from optuna.trial import TrialState
 from hpo.controller import build_controller
 
 from s3_server import ACCESS_KEY, CREDENTIALS_ENV, SECRET_KEY, make_bucket
-from studyfiles import REPO, first_reports, load_trials, study_config, study_processes, study_volume
+from studyfiles import REPO, STUDIES_YAML, first_reports, load_trials, study_config, study_processes, study_volume
 
 pytestmark = pytest.mark.slow
 
-STUDY = """
-studies:
-  s3mini:
-    objective: digits_mlp
-    search_space:
-      lr: {type: float, low: 1.0e-3, high: 1.0, log: true}
-      hidden: {type: int, low: 16, high: 64, step: 16}
-      depth: {type: int, low: 1, high: 2}
-      weight_decay: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}
-      batch_size: {type: categorical, choices: [32, 64, 128]}
-      activation: {type: categorical, choices: [relu, tanh]}
-    sampler: {type: tpe, seed: 3, n_startup_trials: 6}
-    pruner: {type: median, n_startup_trials: 2, n_warmup_steps: 2}
-    fidelity: {max_step: 8}
-    budget: {trials: TRIALS, concurrency: 3, max_attempts: 2}
-    volume: {id: BUCKET, data_center: EU-RO-1, endpoint: "ENDPOINT"}
-    poll_interval: 0.1
-"""
+# The demo-like "mini" study of the other tests, with its volume on S3.
+MINI = STUDIES_YAML.split("  steady:")[0]
+assert "volume: {path: storage}" in MINI and "trials: 10," in MINI
 
 
 def _write(project: Path, bucket: str, endpoint: str, trials: int) -> Path:
     (project / "objectives").mkdir(parents=True, exist_ok=True)
     (project / "objectives" / "digits_mlp.py").write_text((REPO / "objectives" / "digits_mlp.py").read_text())
     studies = project / "studies.yaml"
-    studies.write_text(STUDY.replace("BUCKET", bucket).replace("ENDPOINT", endpoint).replace("TRIALS", str(trials)))
+    volume = f'volume: {{id: {bucket}, data_center: EU-RO-1, endpoint: "{endpoint}"}}'
+    studies.write_text(MINI.replace("volume: {path: storage}", volume).replace("trials: 10,", f"trials: {trials},"))
     return studies
 
 
@@ -57,7 +43,7 @@ def test_a_study_on_s3_runs_with_pruning_and_resumes_from_another_machine(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     bucket = make_bucket(moto_s3)
     project = tmp_path / "project"
-    config = study_config(_write(project, bucket, moto_s3, trials=8), "s3mini")
+    config = study_config(_write(project, bucket, moto_s3, trials=8), "mini")
 
     build_controller(config, cache_dir=tmp_path / "machine-a").run()
     first = load_trials(config, tmp_path / "reader-a")
@@ -66,7 +52,7 @@ def test_a_study_on_s3_runs_with_pruning_and_resumes_from_another_machine(
     assert TrialState.COMPLETE in states and TrialState.PRUNED in states, states
     volume = study_volume(config)
     assert volume.url == f"s3://{bucket}"
-    assert volume.list("hpo/s3mini/journal/")  # the journal lives on S3
+    assert volume.list("hpo/mini/journal/")  # the journal lives on S3
     for trial in first:
         reported = first_reports(config, trial.number)
         if trial.state == TrialState.PRUNED:
@@ -74,7 +60,7 @@ def test_a_study_on_s3_runs_with_pruning_and_resumes_from_another_machine(
         assert trial.intermediate_values == reported
 
     # Another machine: a fresh cache, a bigger budget; the study goes on from the volume.
-    config = study_config(_write(project, bucket, moto_s3, trials=11), "s3mini")
+    config = study_config(_write(project, bucket, moto_s3, trials=11), "mini")
     summary = build_controller(config, cache_dir=tmp_path / "machine-b").run()
     again = load_trials(config, tmp_path / "reader-b")
     assert len(again) == 11 and summary.complete + summary.pruned + summary.failed == 11

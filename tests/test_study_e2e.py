@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,19 @@ from hpo.controller import build_controller
 from hpo.events import drain
 from hpo.layout import StudyLayout
 
-from studyfiles import first_reports, load_trials, make_workspace, study_config, study_processes, study_volume
+from studyfiles import (
+    count_events,
+    first_reports,
+    load_trials,
+    make_workspace,
+    study_config,
+    study_processes,
+    study_volume,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _assert_reports_exactly_once(config, trials) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +95,7 @@ def test_sigterm_to_an_attempt_resumes_the_trial_from_its_checkpoint(tmp_path: P
     thread.start()
     try:
         events = layout.events(0, 0)
-        _wait_for(lambda: sum(e.type == "checkpoint" for e in drain(volume, events)) >= 3, 30, "3 checkpoints")
+        wait_for(lambda: count_events(volume, events, "checkpoint") >= 3, 30, "3 checkpoints")
         pid = volume.read_json(layout.launch(0, 0))["pid"]
         os.kill(pid, signal.SIGTERM)
     finally:
@@ -132,8 +133,8 @@ def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_p
     cache = tmp_path / "cache"
 
     first = _hpo(studies, cache, "run", "--study", "steady")
-    _wait_for(
-        lambda: sum(e.type == "report" for e in drain(volume, layout.events(1, 0))) >= 3,
+    wait_for(
+        lambda: count_events(volume, layout.events(1, 0), "report") >= 3,
         60,
         "trial 1 to report 3 steps",
     )
@@ -165,7 +166,7 @@ def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -
     volume = study_volume(config)
     first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady")
     try:
-        _wait_for(lambda: volume.exists("hpo/steady/trials/0/spec.json"), 60, "the first controller to start")
+        wait_for(lambda: volume.exists("hpo/steady/trials/0/spec.json"), 60, "the first controller to start")
         second = _hpo(studies, tmp_path / "cache2", "run", "--study", "steady")
         _, err = second.communicate(timeout=60)
         assert second.returncode == 3
