@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
     )
     done = threading.Event()
+    # Both signals stop it, even where the shell started it with SIGINT ignored (a background job).
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     fake.start()
     try:
         env = fake.client_env()
