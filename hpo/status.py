@@ -1,13 +1,15 @@
-"""A study's trials as rows: state, last step and value, attempts, worker.
+"""A study's trials as rows: state, last step and value, attempts, worker, cost; and the study's spend.
 
 Read-only: it opens the journal as a reader, so it runs beside a live
-controller (on the same machine or another one).
+controller (on the same machine or another one). A cost still accruing (a
+pod billing now) is counted up to this moment from its attempt record.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from optuna.trial import TrialState
 from hpo.backends import AttemptRef, WorkerHandle
 from hpo.config import StudyConfig
 from hpo.controller._controller import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_PREEMPTIONS, ATTR_QUEUED
+from hpo.cost import BudgetGuard, Spend, trial_costs
 from hpo.errors import HpoError
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
@@ -37,6 +40,28 @@ class TrialRow:
     params: dict[str, Any]
     worker: str | None
     error: str | None
+    best_value: float | None = None  # the best value it reported or returned (its loss)
+    cost_usd: float | None = None
+    gpu_seconds: float | None = None
+    cpu_seconds: float | None = None
+    gpu_type: str | None = None
+
+
+@dataclass(frozen=True)
+class SpendSummary:
+    """What the study has spent, what its budget leaves, and the cheapest trial near the best loss."""
+
+    usd: float
+    gpu_hours: float
+    cpu_seconds: float
+    budget_usd: float | None
+    budget_gpu_hours: float | None
+    usd_left: float | None
+    gpu_hours_left: float | None
+    best_loss: float | None
+    cheapest_near_best: int | None  # trial number: cheapest of those within 1 % of the best loss
+    cheapest_cost: float | None
+    cost_unit: str  # USD, or CPU-seconds for a study whose workers are free
 
 
 def _worker(
@@ -93,7 +118,9 @@ def study_rows(
         return None
     layout = StudyLayout(config.name)
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    costs = trial_costs(storage.optuna, study._study_id, trials, time.time())
+    for trial in trials:
         steps = trial.intermediate_values
         last_step = max(steps) if steps else None
         attempts = int(trial.user_attrs.get(ATTR_ATTEMPTS, 0))
@@ -109,9 +136,75 @@ def study_rows(
                 params=dict(trial.params),
                 worker=_worker(volume, layout, trial.number, attempts, live) if trial.state == TrialState.RUNNING else None,
                 error=trial.user_attrs.get(ATTR_ERROR),
+                best_value=_best_value(list(steps.values()) + ([trial.value] if trial.value is not None else []), config.direction),
+                cost_usd=costs[trial.number].usd if trial.number in costs else None,
+                gpu_seconds=costs[trial.number].gpu_seconds if trial.number in costs else None,
+                cpu_seconds=_cpu_seconds(costs, trial.number, trial.user_attrs),
+                gpu_type=costs[trial.number].gpu_type if trial.number in costs else None,
             )
         )
     return rows
+
+
+def _best_value(values: Sequence[float | None], direction: str) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    return min(finite) if direction == "minimize" else max(finite)
+
+
+def _cpu_seconds(costs: Mapping[int, Any], number: int, attrs: Mapping[str, Any]) -> float | None:
+    cost = costs.get(number)
+    if cost is not None and cost.cpu_seconds is not None:
+        return float(cost.cpu_seconds)
+    value = attrs.get("cpu_seconds")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+NEAR_BEST = 0.01
+"""How close to the best loss a trial must be for "the cheapest one about as good" (1 %)."""
+
+
+def spend_summary(rows: Sequence[TrialRow], config: StudyConfig) -> SpendSummary:
+    """The study's spend so far, its budget left, and the cheapest trial within 1 % of the best loss.
+
+    The loss of a trial is the best value it reported or returned, so a
+    pruned trial counts at the point it was stopped; the cost is USD, or
+    CPU-seconds where no trial cost money (local processes).
+    """
+    usd = sum(r.cost_usd or 0.0 for r in rows)
+    gpu_seconds = sum(r.gpu_seconds or 0.0 for r in rows)
+    cpu = sum(r.cpu_seconds or 0.0 for r in rows)
+    guard = BudgetGuard(config.budget.usd, config.budget.gpu_hours)
+    usd_left, hours_left = guard.left(Spend(usd, gpu_seconds))
+    candidates = [r for r in rows if r.state in ("complete", "pruned") and r.best_value is not None]
+    paid = any((r.cost_usd or 0.0) > 0 for r in candidates)
+    unit = "USD" if paid or not any(r.cpu_seconds for r in candidates) else "CPU-seconds"
+
+    def cost_of(row: TrialRow) -> float | None:
+        return row.cost_usd if unit == "USD" else row.cpu_seconds
+
+    best = _best_value([r.best_value for r in candidates], config.direction)
+    cheapest: TrialRow | None = None
+    if best is not None:
+        near = [
+            r for r in candidates
+            if r.best_value is not None and abs(r.best_value - best) <= NEAR_BEST * abs(best) and cost_of(r) is not None
+        ]
+        cheapest = min(near, key=lambda r: (cost_of(r), r.number), default=None)  # type: ignore[arg-type, return-value]
+    return SpendSummary(
+        usd=usd,
+        gpu_hours=gpu_seconds / 3600.0,
+        cpu_seconds=cpu,
+        budget_usd=config.budget.usd,
+        budget_gpu_hours=config.budget.gpu_hours,
+        usd_left=usd_left,
+        gpu_hours_left=hours_left,
+        best_loss=best,
+        cheapest_near_best=cheapest.number if cheapest else None,
+        cheapest_cost=cost_of(cheapest) if cheapest else None,
+        cost_unit=unit,
+    )
 
 
 def best_row(rows: list[TrialRow], direction: str) -> TrialRow | None:

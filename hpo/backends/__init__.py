@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.backends._base import AttemptRef, Backend, WorkerHandle
+from hpo.backends._base import AttemptRef, Backend, Billing, LaunchRate, WorkerHandle
 from hpo.backends.local import LocalBackend
 
-__all__ = ["AttemptRef", "Backend", "LocalBackend", "WorkerHandle"]
+__all__ = ["AttemptRef", "Backend", "Billing", "LaunchRate", "LocalBackend", "WorkerHandle"]

@@ -11,6 +11,11 @@ Contracts, as the controller relies on them:
   before a controller crash is still found.
 * :meth:`Backend.terminate` returns at once and never raises for a worker that
   is already gone.
+* What a worker costs travels with its handle (:class:`Billing`): the rate it
+  bills at and when its billing began, so the controller can meter every
+  attempt without knowing where it runs. :meth:`Backend.launch_rate` says what
+  the next launch may cost at most, and :meth:`Backend.billed_usd` what the
+  provider actually charged, for the reconciliation at the end of a run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+
+from hpo.cost._prices import PriceBook
 
 
 @dataclass(frozen=True, order=True)
@@ -32,18 +39,45 @@ class AttemptRef:
 
 
 @dataclass(frozen=True)
+class Billing:
+    """What a worker costs while it lives.
+
+    ``usd_per_hr`` is the rate the whole worker bills at (a pod's own ``cost``:
+    all its GPUs; 0 for a local process); ``gpu_count`` GPUs are held while it
+    bills (0 for a local process); ``started_at`` is when billing began, in
+    epoch seconds on the provider's clock (a pod's creation: provisioning and
+    image pull are billed), or None when the backend cannot tell.
+    """
+
+    usd_per_hr: float | None
+    gpu_count: int = 0
+    gpu_type: str | None = None
+    started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LaunchRate:
+    """The most one more worker may cost per hour, and the GPUs it holds (for the budget guard)."""
+
+    usd_per_hr: float
+    gpu_count: int
+
+
+@dataclass(frozen=True)
 class WorkerHandle:
     """A live worker running one attempt.
 
     ``id`` is the backend's own identifier (a pid, a pod id); ``status`` is our
     word for its state (``starting``, ``running``); ``detail`` holds what
-    ``hpo status`` shows about it (GPU type, price, ...).
+    ``hpo status`` shows about it (GPU type, price, ...); ``billing`` what it
+    costs (None: the backend does not know).
     """
 
     ref: AttemptRef
     id: str
     status: str = "running"
     detail: dict[str, Any] = field(default_factory=dict, compare=False)
+    billing: Billing | None = field(default=None, compare=False)
 
 
 class Backend(ABC):
@@ -70,6 +104,23 @@ class Backend(ABC):
         disk), so the controller calls this every cycle. Returns what it removed.
         """
         return []
+
+    def launch_rate(self) -> LaunchRate:
+        """The most the next :meth:`launch` may cost per hour (its dearest candidate); free by default."""
+        return LaunchRate(0.0, 0)
+
+    def prices(self) -> PriceBook | None:
+        """The price list :meth:`launch_rate` judges by (None: this backend's workers are free)."""
+        return None
+
+    def billed_usd(self, worker_ids: list[str], since: float) -> dict[str, float]:
+        """USD the provider charged for each worker since ``since`` (epoch seconds), as its bill says.
+
+        The ground truth a run reconciles its own estimates against. A worker
+        missing from the answer has no bill yet (or the backend has no bill to
+        read: the default, for a backend whose workers cost nothing).
+        """
+        return {}
 
     def close(self) -> None:
         """Release clients and files; live workers stay alive (the next controller adopts them)."""

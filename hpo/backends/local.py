@@ -5,6 +5,10 @@ that is killed, and the next controller finds them again by their environment
 (``HPO_STUDY``, ``HPO_VOLUME``, ``HPO_TRIAL``, ``HPO_ATTEMPT``), exactly as the
 RunPod backend finds pods by name. The pid and start time are also recorded
 on the volume (``launch.json``) for people and tools to read.
+
+A local process costs nothing: its handles bill $0/h with no GPU, so the cost
+meter records $0 and 0 GPU-seconds; what a local trial used is its
+CPU-seconds, which the agent reports in its final event.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from pathlib import Path
 
 import psutil
 
-from hpo.backends._base import AttemptRef, Backend, WorkerHandle
+from hpo.backends._base import AttemptRef, Backend, Billing, WorkerHandle
 from hpo.errors import BackendError
 from hpo.journal import default_cache_dir
 from hpo.layout import StudyLayout
@@ -72,6 +75,12 @@ def _signal_group(pid: int, sig: signal.Signals) -> bool:
 def _handle_id(pid: int, create_time: float) -> str:
     # pid plus start time: a recycled pid never matches an old handle.
     return f"{pid}@{create_time:.3f}"
+
+
+def _handle(ref: AttemptRef, pid: int, create_time: float) -> WorkerHandle:
+    # Free: $0/h and no GPU; the start time still dates the attempt.
+    billing = Billing(usd_per_hr=0.0, gpu_count=0, started_at=create_time or None)
+    return WorkerHandle(ref, _handle_id(pid, create_time), "running", {"pid": pid}, billing)
 
 
 class LocalBackend(Backend):
@@ -132,7 +141,7 @@ class LocalBackend(Backend):
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.NoSuchProcess:
             create_time = 0.0
-        handle = WorkerHandle(ref, _handle_id(proc.pid, create_time), "running", {"pid": proc.pid})
+        handle = _handle(ref, proc.pid, create_time)
         self._children[proc.pid] = (proc, handle)
         self._volume.write_json(
             self._layout.launch(ref.trial, ref.attempt),
@@ -157,7 +166,7 @@ class LocalBackend(Backend):
             except (KeyError, ValueError):
                 continue
             pid = proc.info["pid"]
-            handle = WorkerHandle(ref, _handle_id(pid, proc.info["create_time"]), "running", {"pid": pid})
+            handle = _handle(ref, pid, proc.info["create_time"])
             if ref in live:  # two processes for one attempt: keep the older, the newer is a stray
                 handle = min(live[ref], handle, key=lambda h: float(h.id.split("@")[1]))
             live[ref] = handle

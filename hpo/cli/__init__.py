@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hpo.cli import _cleanup, _dashboard, _run, _status
+from hpo.cli import _cleanup, _dashboard, _report, _run, _status
 from hpo.cli._common import setup_logging
 from hpo.errors import HpoError
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run.add_parser(commands)
     _status.add_parser(commands)
+    _report.add_parser(commands)
     _cleanup.add_parser(commands)
     _dashboard.add_parser(commands)
     return parser

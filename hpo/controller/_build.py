@@ -15,7 +15,7 @@ from hpo.config import LocalCompute, LocalVolume, RunPodVolume, StudyConfig
 from hpo.controller._controller import Controller
 from hpo.controller._progress import ProgressSink
 from hpo.errors import AuthError, ConfigError
-from hpo.journal import open_storage
+from hpo.journal import default_cache_dir, open_storage
 from hpo.lease import Lease
 from hpo.volume import DirectoryVolume, S3Volume, Volume
 
@@ -45,8 +45,8 @@ def check_objective(config: StudyConfig, folder: Path) -> None:
     )
 
 
-def make_backend(config: StudyConfig, volume: Volume) -> Backend:
-    """The backend ``compute.backend`` names."""
+def make_backend(config: StudyConfig, volume: Volume, *, cache_dir: Path | None = None) -> Backend:
+    """The backend ``compute.backend`` names (``cache_dir``: where RunPod's prices are cached)."""
     if isinstance(config.compute, LocalCompute):
         return LocalBackend(config.name, volume)
     if not isinstance(config.volume, RunPodVolume):  # the config refuses this; keep the types honest
@@ -55,7 +55,9 @@ def make_backend(config: StudyConfig, volume: Volume) -> Backend:
         api = RunPodApi.from_env()
     except AuthError as exc:
         raise AuthError(f"study {config.name!r} runs on RunPod: {exc}") from None
-    return RunPodBackend(config.name, config.compute, config.volume, volume, api)
+    return RunPodBackend(
+        config.name, config.compute, config.volume, volume, api, cache_dir=cache_dir or default_cache_dir()
+    )
 
 
 def build_controller(
@@ -66,12 +68,17 @@ def build_controller(
     backend: Backend | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Controller:
-    """A controller for ``config``, with every part opened but the lease not yet taken."""
+    """A controller for ``config``, with every part opened but the lease not yet taken.
+
+    ``wall_clock`` is the provider's clock in epoch seconds (billing is timed on it);
+    tests against the fake RunPod pass the fake's.
+    """
     objectives = config.source.parent / "objectives"
     check_objective(config, objectives)
     volume = open_study_volume(config)
-    backend = backend or make_backend(config, volume)
+    backend = backend or make_backend(config, volume, cache_dir=cache_dir)
     lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval))
     # The lease comes first: only its holder may open the journal as its writer.
     lease.acquire()
@@ -91,4 +98,5 @@ def build_controller(
         progress=progress,
         clock=clock,
         sleep=sleep,
+        wall_clock=wall_clock,
     )

@@ -15,6 +15,17 @@ runs one poll cycle at a time, in one thread:
 5. launch new trials up to ``budget.concurrency`` and ``budget.trials``;
 6. flush the journal to the volume.
 
+Between steps 2 and 3 the cost meter books what the listing shows (every
+attempt's worker from its creation to the poll it was last seen in), and the
+budget guard compares the spend, projected to the next poll, with
+``budget.usd`` and ``budget.gpu_hours``: when it reaches them, the controller
+stops launching, writes ``{"action": "stop"}`` to each running trial's
+``control.json`` and terminates its worker; those trials stay RUNNING, and a
+later run (with a bigger budget) resumes them from their checkpoints. A launch
+is refused before it happens when the new worker's rate would reach the
+budget within one poll. At the end of a run the provider's bill replaces the
+meter's estimates (see :mod:`hpo.cost`).
+
 The journal is also flushed before every side effect in the world (launch,
 terminate, control file), so a controller killed at any instant leaves a
 journal that explains everything it did. A new controller rebuilds its state
@@ -37,6 +48,17 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
 from hpo.controller._progress import ProgressSink, StudyTally
+from hpo.cost import (
+    ATTR_COST_USD,
+    ATTR_GPU_SECONDS,
+    ATTR_GPU_TYPE,
+    PRICES_ATTR,
+    BudgetGuard,
+    CostMeter,
+    Spend,
+    load_bills,
+    save_bills,
+)
 from hpo.errors import BalanceError, CapacityError, HpoError
 from hpo.events import Event, EventTail, FinalEvent, drain
 from hpo.journal import StudyStorage
@@ -54,8 +76,13 @@ ATTR_ERROR = "error"
 ATTR_LAST_STEP = "last_step"
 ATTR_CPU_SECONDS = "cpu_seconds"  # CPU time the trial's processes used (local backend)
 ATTR_QUEUED = "queued"  # True while the current attempt waits for capacity
+ATTR_BUDGET_STOPS = "budget_stops"  # attempts ended by a budget stop (they do not count against max_attempts)
 
 MAX_QUEUE_DELAY = 300.0  # seconds between launch tries for a trial no GPU type has room for
+COST_SAVE_INTERVAL = 60.0  # seconds between saves of running attempts' cost (journal entries are not free)
+RECONCILE_WINDOW = 86400.0  # seconds after an attempt ended during which its bill is read again (bills settle late)
+BILL_HORIZON = 30 * 86400.0  # an attempt not on the bill after this long never will be (RunPod's default window)
+DASHBOARD_PLOT_ID = "hpo-cost-vs-loss"  # the optuna-dashboard plot the controller keeps up to date
 
 
 @dataclass
@@ -73,6 +100,7 @@ class TrialRun:
     finished: bool = False
     queued_until: float | None = None  # no capacity: when to try launching again
     queue_tries: int = 0
+    stopping: bool = False  # the budget is spent: told to stop, parked once its worker is gone
 
     @property
     def ref(self) -> AttemptRef:
@@ -92,7 +120,9 @@ class RunSummary:
     best_trial: int | None
     best_params: dict[str, object] | None
     seconds: float
-    stopped: str | None = None  # why the run ended before the study did (balance out)
+    stopped: str | None = None  # why the run ended before the study did (balance or budget out)
+    spent_usd: float = 0.0  # the whole study's spend so far (all runs)
+    gpu_hours: float = 0.0
 
 
 class Controller:
@@ -107,6 +137,8 @@ class Controller:
         code_sha: The objectives snapshot trials run (None: import from the installed package).
         progress: Where news goes.
         clock: Monotonic clock; ``sleep`` waits between cycles. Both injectable.
+        wall_clock: Epoch seconds on the provider's clock (pods' creation times are on it), for
+            billing; injectable so a fake provider's clock can stand in.
     """
 
     def __init__(
@@ -121,6 +153,7 @@ class Controller:
         progress: ProgressSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.volume = volume
@@ -135,7 +168,19 @@ class Controller:
         self.runs: dict[int, TrialRun] = {}
         self.study: optuna.Study | None = None
         self.tally = StudyTally(config.name, config.budget.trials)
-        self.launch_stopped: str | None = None  # why no more launches (balance out), once it happens
+        self.launch_stopped: str | None = None  # why no more launches (balance or budget out), once it happens
+        self.wall_clock = wall_clock
+        self.meter = CostMeter()
+        self.guard = BudgetGuard(config.budget.usd, config.budget.gpu_hours)
+        self.budget_stopped = False
+        self._horizon = config.poll_interval  # seconds until the next look, as the guard projects it
+        self._last_look: float | None = None  # wall time of the last poll's listing
+        self._cost_dirty: set[int] = set()  # trials whose attempt records changed since they were saved
+        self._cost_saved_at = -math.inf  # monotonic time of the last save of running attempts
+        self._attrs_written: dict[int, tuple[float, float, str | None]] = {}
+        # Attempts pruned by this controller, read on until their last words (their CPU time).
+        self._draining: dict[AttemptRef, EventTail] = {}
+        self._stopped_now: set[AttemptRef] = set()  # workers the budget stop terminated in this cycle
 
     # -- the run ------------------------------------------------------------------------
 
@@ -153,6 +198,7 @@ class Controller:
                 load_if_exists=True,
             )
             self.storage.flush()
+            self._load_costs()
             self._recover()
             self.progress.start(self.tally)
             while True:
@@ -160,13 +206,19 @@ class Controller:
                 if not self.runs and self._trials_left() == 0:
                     break
                 if self.launch_stopped and all(run.queued_until is not None for run in self.runs.values()):
+                    # Queued trials and those stopped for the budget alike stay RUNNING, for a later run.
+                    left = len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
                     self.progress.message(
-                        f"stopped launching: {self.launch_stopped}; {len(self.runs)} trial(s) left to resume "
+                        f"stopped launching: {self.launch_stopped}; {left} trial(s) left to resume "
                         f"with `hpo run --study {self.config.name}`"
                     )
                     break
                 self.sleep(self.config.poll_interval)
             self._await_unowned_workers()
+            self._settle_costs()
+        except BaseException:
+            self._save_costs_on_the_way_out()
+            raise
         finally:
             self.storage.flush()
             self.progress.stop(self.tally)
@@ -179,21 +231,35 @@ class Controller:
         self.lease.renew()
         live = self.backend.list_live()
         self.backend.reap_dead()
-        sizes = self.volume.sizes([run.tail.key for run in self.runs.values()])
+        self._stopped_now.clear()
+        self._book(live)
+        sizes = self.volume.sizes([run.tail.key for run in self.runs.values()] + [t.key for t in self._draining.values()])
+        self._drain_pruned(live, sizes)
         for run in list(self.runs.values()):
             if run.queued_until is not None:
                 if not self.launch_stopped and self.clock() >= run.queued_until:
                     self._launch(run)
                 continue
             run.handle = live.get(run.ref)
-            for event in run.tail.poll(sizes.get(run.tail.key)):
+            if run.stopping and run.handle is not None and run.ref not in self._stopped_now:
+                # Told to stop but still listed (launched just before the stop, or slow to die): again.
+                self.backend.terminate(run.handle)
+                if self.meter.ended(run.ref, self.wall_clock()):
+                    self._cost_dirty.add(run.number)
+            events = run.tail.poll(sizes.get(run.tail.key))
+            for index, event in enumerate(events):
                 self._apply(run, event)
                 if run.finished:
+                    self._last_words(run.ref, events[index + 1 :])  # read already; the verdict came first
                     break
             if not run.finished and run.handle is None:
-                self._attempt_ended(run)
+                if run.stopping:
+                    self._park(run)
+                else:
+                    self._attempt_ended(run)
         self._launch_new_trials()
         self._refresh_tally()
+        self._save_costs()
         self.storage.flush()
 
     # -- events -------------------------------------------------------------------------
@@ -202,6 +268,8 @@ class Controller:
         assert self.study is not None
         if isinstance(event, FinalEvent) and event.cpu_seconds is not None:
             self._add_cpu_seconds(run, event.cpu_seconds)
+            if self.meter.add_cpu_seconds(run.ref, event.cpu_seconds):
+                self._cost_dirty.add(run.number)
         if event.type == "report":
             if event.step in run.reported:
                 return  # a resumed attempt repeating a step: the first value stands
@@ -226,9 +294,30 @@ class Controller:
             pass  # the worker goes away next; _attempt_ended launches the next attempt
         elif event.type == "stopped":
             # An ordered stop (budget): the trial stays RUNNING, resumable by a later run.
-            del self.runs[run.number]
-            run.finished = True
-            self.progress.message(f"trial {run.number} stopped at step {run.last_step}; a later run resumes it")
+            self._park(run)
+
+    def _park(self, run: TrialRun) -> None:
+        """Leave a stopped trial RUNNING for a later run to resume (its worker is gone or going)."""
+        del self.runs[run.number]
+        run.finished = True
+        self._write_cost_attrs(run.number, run.trial_id)
+        self.progress.message(f"trial {run.number} stopped at step {run.last_step}; a later run resumes it")
+
+    def _drain_pruned(self, live: dict[AttemptRef, WorkerHandle], sizes: dict[str, int | None] | None = None) -> None:
+        """Read pruned attempts' final events (their CPU time) until they come or the worker is gone."""
+        for ref, tail in list(self._draining.items()):
+            self._last_words(ref, tail.poll(None if sizes is None else sizes.get(tail.key)))
+            if ref in self._draining and ref not in live:
+                del self._draining[ref]  # gone without last words (SIGKILL): nothing more will come
+
+    def _last_words(self, ref: AttemptRef, events: list[Event]) -> None:
+        """Events after a trial's verdict: only the attempt's CPU time still matters (for the cost records)."""
+        for event in events:
+            if isinstance(event, FinalEvent):
+                if event.cpu_seconds is not None and self.meter.add_cpu_seconds(ref, event.cpu_seconds):
+                    self._cost_dirty.add(ref.trial)
+                self._draining.pop(ref, None)
+                return
 
     def _add_cpu_seconds(self, run: TrialRun, seconds: float) -> None:
         """Sum the CPU time of the trial's attempts (a worker killed after its verdict reports none)."""
@@ -245,12 +334,18 @@ class Controller:
         self.volume.write_json(self.layout.control(run.number), {"action": "prune", "step": step})
         if run.handle is not None:
             self.backend.terminate(run.handle)
+            self._cost_dirty.update([run.number] if self.meter.ended(run.ref, self.wall_clock()) else [])
+        self._draining[run.ref] = run.tail  # its last words (CPU time) may still come
 
     def _finish(self, run: TrialRun, state: TrialState, value: float | None) -> None:
         assert self.study is not None
         # Optuna takes a pruned trial's value from its last report; skip_if_finished covers a
         # trial a previous controller told just before it crashed.
         values = [value] if state == TrialState.COMPLETE else None
+        # A told trial's attributes are frozen: its cost as of now goes in first (the records,
+        # which stay writable, follow the worker to its end and the bill).
+        if not self.storage.optuna.get_trial(run.trial_id).state.is_finished():
+            self._write_cost_attrs(run.number, run.trial_id)
         self.study.tell(run.number, state=state, values=values, skip_if_finished=True)
         self.storage.flush()
         run.finished = True
@@ -264,9 +359,11 @@ class Controller:
         assert self.study is not None
         max_attempts = self.config.budget.max_attempts
         storage = self.storage.optuna
-        preemptions = int(storage.get_trial(run.trial_id).user_attrs.get(ATTR_PREEMPTIONS, 0)) + 1
+        attrs = storage.get_trial(run.trial_id).user_attrs
+        preemptions = int(attrs.get(ATTR_PREEMPTIONS, 0)) + 1
         storage.set_trial_user_attr(run.trial_id, ATTR_PREEMPTIONS, preemptions)
-        if run.attempt + 1 >= max_attempts:
+        # Attempts a budget stop ended were no failures of the trial: they do not use up its attempts.
+        if run.attempt + 1 - int(attrs.get(ATTR_BUDGET_STOPS, 0)) >= max_attempts:
             reason = (
                 f"attempt {run.attempt} ended without a result (preempted or killed); "
                 f"no attempts left (budget.max_attempts = {max_attempts})"
@@ -287,6 +384,8 @@ class Controller:
 
     def _launch_new_trials(self) -> None:
         assert self.study is not None
+        if self.launch_stopped:
+            return  # no trial is asked that could not run
         while len(self.runs) < self.config.budget.concurrency and self._trials_left() > 0:
             trial = self.study.ask(self.config.distributions())
             self._write_spec(trial.number, trial.params)
@@ -323,6 +422,12 @@ class Controller:
         if self.launch_stopped:
             self._queue(run, self.launch_stopped)
             return
+        refusal = self._budget_refusal()
+        if refusal is not None:
+            self.launch_stopped = refusal
+            self.progress.message(f"{self.config.name}: {refusal}; no more workers will be launched")
+            self._queue(run, refusal)
+            return
         try:
             run.handle = self.backend.launch(run.ref)
         except CapacityError as exc:
@@ -333,6 +438,8 @@ class Controller:
             self.progress.message(f"{self.config.name}: {exc}; no more pods will be launched")
             self._queue(run, str(exc))
             return
+        if self.meter.observe(run.ref, run.handle, self.wall_clock()):
+            self._cost_dirty.add(run.number)
         if run.queued_until is not None:
             run.queued_until, run.queue_tries = None, 0
             self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_QUEUED, False)
@@ -340,6 +447,8 @@ class Controller:
     def _queue(self, run: TrialRun, reason: str) -> None:
         if run.queued_until is None:
             self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_QUEUED, True)
+            # Readers (`hpo status`) learn it now, not after the rest of the cycle (cost records, ...).
+            self.storage.flush()
             self.progress.message(f"trial {run.number} queued: {reason}")
         delay = min(MAX_QUEUE_DELAY, max(1.0, self.config.poll_interval) * 2**run.queue_tries)
         run.queue_tries += 1
@@ -351,6 +460,12 @@ class Controller:
         """Adopt the study's running trials and their live workers; terminate strays."""
         assert self.study is not None
         live = self.backend.list_live()
+        now = self.wall_clock()
+        # Attempts a previous controller metered whose workers are gone ended unseen: at their last sighting.
+        self._cost_dirty |= self.meter.close_unseen(now, live)
+        self._cost_dirty |= self.meter.sweep(live, now)
+        self._last_look = now
+        self._reconcile()
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self._adopt(frozen, live)
         owned = {run.ref for run in self.runs.values()}
@@ -395,14 +510,172 @@ class Controller:
                         return
         run.tail = EventTail(self.volume, self.layout.events(number, run.attempt))
         run.handle = live.get(run.ref)
+        if control == "stop" and run.handle is None:
+            self._resume_stopped(run, frozen)
+            return
         if run.handle is None and frozen.user_attrs.get(ATTR_QUEUED) and not self.volume.exists(run.tail.key):
             run.queued_until = self.clock()  # it was waiting for capacity: launch it again, same attempt
+
+    def _resume_stopped(self, run: TrialRun, frozen: FrozenTrial) -> None:
+        """A trial an earlier run stopped for its budget: keep what its attempt did, then start the next one.
+
+        The stopped attempt may have ended on its own first (``done``), which
+        then stands; otherwise its reports count and a new attempt resumes
+        from the checkpoint, without using up one of the trial's attempts.
+        """
+        for event in drain(self.volume, run.tail.key):
+            if event.type in ("report", "user_attr", "done", "pruned", "error"):
+                self._apply(run, event)
+                if run.finished:
+                    return
+        stops = int(frozen.user_attrs.get(ATTR_BUDGET_STOPS, 0)) + 1
+        self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_BUDGET_STOPS, stops)
+        self.progress.message(f"trial {run.number}: resuming after a budget stop, as attempt {run.attempt + 1}")
+        self._start_attempt(run, run.attempt + 1)
 
     def _read_control(self, number: int) -> str | None:
         try:
             return self.volume.read_json(self.layout.control(number)).get("action")
         except (HpoError, AttributeError):
             return None
+
+    # -- cost and budget ------------------------------------------------------------------
+
+    def _load_costs(self) -> None:
+        """Take over the attempt records earlier runs left in the study."""
+        assert self.study is not None
+        for trial, bills in load_bills(self.storage.optuna.get_study_system_attrs(self.study._study_id)).items():
+            self.meter.load(trial, bills)
+
+    def _spend(self, now: float) -> Spend:
+        rate, gpus = self.meter.billing_rate()
+        return Spend(self.meter.spent_usd(now), self.meter.spent_gpu_seconds(now), rate, gpus)
+
+    def _book(self, live: dict[AttemptRef, WorkerHandle]) -> None:
+        """Meter this poll's listing, and stop the study if its spend reaches the budget before the next poll."""
+        now = self.wall_clock()
+        self._cost_dirty |= self.meter.sweep(live, now)
+        if self._last_look is not None:
+            # A poll that came late (a slow API, a slow volume) says the next may too.
+            self._horizon = max(self.config.poll_interval, now - self._last_look)
+        self._last_look = now
+        if not self.guard.limited or self.budget_stopped:
+            return
+        reason = self.guard.exhausted(self._spend(now), self._horizon)
+        if reason is not None:
+            self._stop_for_budget(reason, live, now)
+
+    def _budget_refusal(self) -> str | None:
+        """Why no worker may start now for the budget's sake, or None."""
+        if not self.guard.limited:
+            return None
+        rate = self.backend.launch_rate()
+        return self.guard.refuses_launch(self._spend(self.wall_clock()), self._horizon, rate.usd_per_hr, rate.gpu_count)
+
+    def _stop_for_budget(self, reason: str, live: dict[AttemptRef, WorkerHandle], now: float) -> None:
+        """Stop launching, order every running trial to stop and terminate every worker of the study."""
+        self.budget_stopped = True
+        self.launch_stopped = reason
+        running = [run for run in self.runs.values() if run.queued_until is None]
+        self.progress.message(
+            f"{self.config.name}: {reason}; stopping {len(running)} running trial(s): "
+            f"a later `hpo run --study {self.config.name}` with a bigger budget resumes them"
+        )
+        self.storage.flush()  # the journal explains the world before the world changes
+        for run in running:
+            run.stopping = True
+            self.volume.write_json(self.layout.control(run.number), {"action": "stop", "reason": reason})
+        for ref, handle in live.items():  # a finished trial's worker on its way out bills too
+            self.backend.terminate(handle)
+            self._stopped_now.add(ref)
+            if self.meter.ended(ref, now):
+                self._cost_dirty.add(ref.trial)
+
+    def _write_cost_attrs(self, number: int, trial_id: int) -> None:
+        """Mirror a trial's cost totals into its user attributes (shown by the dashboard), when they changed."""
+        cost = self.meter.trial_cost(number, self.wall_clock())
+        values = (round(cost.usd, 6), round(cost.gpu_seconds, 1), cost.gpu_type)
+        if self._attrs_written.get(number) == values or not self.meter.bills(number):
+            return
+        storage = self.storage.optuna
+        storage.set_trial_user_attr(trial_id, ATTR_COST_USD, values[0])
+        storage.set_trial_user_attr(trial_id, ATTR_GPU_SECONDS, values[1])
+        if values[2]:
+            storage.set_trial_user_attr(trial_id, ATTR_GPU_TYPE, values[2])
+        self._attrs_written[number] = values
+
+    def _save_costs(self, force: bool = False) -> None:
+        """Save changed attempt records; every :data:`COST_SAVE_INTERVAL`, running ones and their trials' attributes."""
+        assert self.study is not None
+        due = force or self.clock() - self._cost_saved_at >= COST_SAVE_INTERVAL
+        if due:
+            self._cost_saved_at = self.clock()
+            self._cost_dirty |= {trial for trial in self.meter.trials() if any(b.end is None for b in self.meter.bills(trial))}
+            for run in self.runs.values():
+                self._write_cost_attrs(run.number, run.trial_id)
+        for trial in sorted(self._cost_dirty):
+            save_bills(self.storage.optuna, self.study._study_id, trial, self.meter.bills(trial))
+        self._cost_dirty.clear()
+
+    def _save_costs_on_the_way_out(self) -> None:
+        """Interrupted (Ctrl-C) or failed: keep what the meter knows, if the storage still takes it."""
+        if self.study is None:
+            return
+        try:
+            self._save_costs(force=True)
+        except Exception as exc:  # noqa: BLE001  the original error matters more
+            log.warning("study %s: could not save costs on the way out: %s", self.config.name, exc)
+
+    def _reconcile(self) -> None:
+        """Replace estimates with the provider's bill, for attempts that ended (recently or unconfirmed)."""
+        now = self.wall_clock()
+        pending = [
+            bill
+            for trial in self.meter.trials()
+            for bill in self.meter.bills(trial)
+            if bill.end is not None and bill.usd_per_hr > 0
+            and now - bill.end < (BILL_HORIZON if bill.billed_usd is None else RECONCILE_WINDOW)
+        ]
+        if not pending:
+            return
+        try:
+            billed = self.backend.billed_usd([b.worker for b in pending], min(b.start for b in pending))
+        except HpoError as exc:
+            log.warning("study %s: cannot read the bill (%s); costs stay estimates", self.config.name, exc)
+            return
+        self._cost_dirty |= self.meter.reconcile(billed)
+
+    def _settle_costs(self) -> None:
+        """The end of a run: one last look, the bill, every record and running trial's cost saved, the dashboard's plot."""
+        assert self.study is not None
+        try:
+            live = self.backend.list_live()
+            self._cost_dirty |= self.meter.sweep(live, self.wall_clock())
+            self._drain_pruned(live)
+            self._reconcile()
+            self._save_costs(force=True)
+            # The price list decides launches only under a budget; then say which one it was.
+            prices = self.backend.prices() if self.guard.limited else None
+            if prices is not None:
+                self.storage.optuna.set_study_system_attr(self.study._study_id, PRICES_ATTR, prices.to_json())
+        except HpoError as exc:
+            log.warning("study %s: could not settle this run's costs: %s", self.config.name, exc)
+        self._push_dashboard_plot()
+
+    def _push_dashboard_plot(self) -> None:
+        """Show the cost/loss front in optuna-dashboard (a study plot; the study itself stays single-objective)."""
+        assert self.study is not None
+        try:
+            from hpo.report import dashboard_figure  # plotly and pandas: only at the end of a run
+
+            figure = dashboard_figure(self.config, self.study, self.storage.optuna)
+            if figure is None:
+                return
+            import optuna_dashboard  # type: ignore[import-untyped]
+
+            optuna_dashboard.save_plotly_graph_object(self.study, figure, graph_object_id=DASHBOARD_PLOT_ID)
+        except Exception as exc:  # noqa: BLE001  a plot must never fail a run
+            log.warning("study %s: cannot update the dashboard's cost/loss plot: %s", self.config.name, exc)
 
     # -- the end of a run ---------------------------------------------------------------
 
@@ -464,4 +737,6 @@ class Controller:
             best_params=dict(best.params) if best else None,
             seconds=seconds,
             stopped=self.launch_stopped,
+            spent_usd=round(self.meter.spent_usd(self.wall_clock()), 6),
+            gpu_hours=round(self.meter.spent_gpu_seconds(self.wall_clock()) / 3600.0, 6),
         )

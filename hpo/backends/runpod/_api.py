@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -271,6 +271,11 @@ class RunPodApi:
             **kwargs,
         )
 
+    @property
+    def rest_url(self) -> str:
+        """The REST base this client talks to (names its price cache: a fake's prices are not RunPod's)."""
+        return self._rest
+
     def close(self) -> None:
         self._session.close()
 
@@ -355,6 +360,45 @@ class RunPodApi:
                     stock=lowest.get("stockStatus"),
                 )
         raise RequestRejectedError(f"RunPod does not know GPU type {gpu_type!r}", detail=gpu_type)
+
+    def on_demand_prices(self) -> dict[str, float]:
+        """Secure Cloud on-demand $/GPU-hour per GPU type, from REST v2 ``GET /v2/catalog/gpus``.
+
+        Types not sold in Secure Cloud are left out (the catalog prices them 0).
+        """
+        body = self._call("GET", "/v2/catalog/gpus")
+        prices: dict[str, float] = {}
+        for raw in (body or {}).get("gpus", []):
+            price = (raw.get("price") or {}).get("secure")
+            if raw.get("id") and raw.get("secure") and isinstance(price, (int, float)) and price > 0:
+                prices[str(raw["id"])] = float(price)
+        return prices
+
+    def spot_prices(self) -> dict[str, float]:
+        """Secure Cloud spot $/GPU-hour per GPU type, from GraphQL ``gpuTypes`` (v2 has no spot price)."""
+        types = self._graphql_call("query { gpuTypes { id secureSpotPrice } }", field_name="gpuTypes", retry=True) or []
+        return {
+            str(raw["id"]): float(raw["secureSpotPrice"])
+            for raw in types
+            if raw.get("id") and isinstance(raw.get("secureSpotPrice"), (int, float)) and raw["secureSpotPrice"] > 0
+        }
+
+    def pod_billing(self, since: datetime) -> dict[str, float]:
+        """USD billed per pod id since ``since``, from ``GET /v2/billing/pods`` (day buckets, summed).
+
+        One call for the whole account: the records come per pod per bucket,
+        and RunPod snaps the window to whole days, so a pod is either wholly
+        in the answer or not at all.
+        """
+        start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = self._call("GET", f"/v2/billing/pods?bucketSize=day&startTime={start}")
+        billed: dict[str, float] = {}
+        for record in (body or {}).get("records", []):
+            pod_id = record.get("podId")
+            amount = record.get("totalAmount")
+            if pod_id and isinstance(amount, (int, float)):
+                billed[str(pod_id)] = billed.get(str(pod_id), 0.0) + float(amount)
+        return billed
 
     def _find_by_name(self, name: str) -> Pod | None:
         try:

@@ -12,6 +12,12 @@ attempts by name, so a pod created just before a controller crash is found
 by the next one. A pod that has exited (a spot preemption stops it) is
 terminated as soon as it is seen: it can never run again for us, and no pod
 outlives its attempt.
+
+Every handle carries what its pod costs (:class:`Billing`): the pod's own
+``cost`` and creation time, so the controller meters it from the moment RunPod
+bills it. Prices from RunPod's catalog (cached, or the shipped table when the
+API cannot be reached) serve only where a pod does not state its cost, and to
+say what the next launch may cost (:meth:`launch_rate`) before it exists.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC, datetime
+from pathlib import Path
 
-from hpo.backends._base import AttemptRef, Backend, WorkerHandle
+from hpo.backends._base import AttemptRef, Backend, Billing, LaunchRate, WorkerHandle
 from hpo.backends.runpod._api import Pod, PodRequest, RunPodApi
 from hpo.config import RunPodCompute, RunPodVolume
+from hpo.cost._prices import PriceBook, load_price_book, price_cache_file
 from hpo.errors import BackendError, CapacityError, CloudError, PoolDeniedError, RequestRejectedError
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
@@ -60,6 +68,7 @@ class RunPodBackend(Backend):
         volume: The same volume as this machine reaches it (for launch records).
         api: The API client.
         clock: Wall-clock seconds (for uptimes), injectable.
+        cache_dir: Where RunPod's prices are cached (None: not cached).
     """
 
     name = "runpod"
@@ -73,6 +82,7 @@ class RunPodBackend(Backend):
         api: RunPodApi,
         *,
         clock: Callable[[], float] = time.time,
+        cache_dir: Path | None = None,
     ) -> None:
         self._study = study
         self._compute = compute
@@ -84,6 +94,9 @@ class RunPodBackend(Backend):
         self._denied: set[str] = set()
         self._terminated: set[str] = set()
         self._dead: dict[str, WorkerHandle] = {}  # exited pods seen by the last listing
+        self._cache_dir = cache_dir
+        self._prices: PriceBook | None = None
+        self._unpriced_warned = False
 
     # -- launching ----------------------------------------------------------------------
 
@@ -158,7 +171,7 @@ class RunPodBackend(Backend):
     def _handle(self, ref: AttemptRef, pod: Pod, spot: bool | None) -> WorkerHandle:
         uptime = None
         if pod.started_at is not None:
-            uptime = max(0.0, self._clock() - pod.started_at.astimezone(timezone.utc).timestamp())
+            uptime = max(0.0, self._clock() - pod.started_at.astimezone(UTC).timestamp())
         status = "running" if pod.status == "running" else "starting"
         detail = {
             "pod_id": pod.id,
@@ -169,7 +182,58 @@ class RunPodBackend(Backend):
         }
         if spot is not None:
             detail["spot"] = spot
-        return WorkerHandle(ref, pod.id, status, detail)
+        return WorkerHandle(ref, pod.id, status, detail, self._billing(pod, spot))
+
+    def _billing(self, pod: Pod, spot: bool | None) -> Billing:
+        """What the pod bills: its own ``cost`` where it states one, else the price list's figure."""
+        rate = pod.cost_per_hr if pod.cost_per_hr else None
+        # An exited pod states $0 and bills no more: only a live one without a price needs the list.
+        if rate is None and pod.gpu_type and pod.status in _LIVE:
+            as_spot = spot if spot is not None else self._compute.spot is not False
+            rate = self.prices().hourly(pod.gpu_type, spot=as_spot, gpu_count=pod.gpu_count)
+        started = pod.created_at.astimezone(UTC).timestamp() if pod.created_at is not None else None
+        return Billing(usd_per_hr=rate, gpu_count=pod.gpu_count, gpu_type=pod.gpu_type, started_at=started)
+
+    # -- prices and bills ---------------------------------------------------------------
+
+    def prices(self) -> PriceBook:
+        """Secure Cloud prices, read once per backend (cached on disk across runs)."""
+        if self._prices is None:
+            cache = price_cache_file(self._cache_dir, self._api.rest_url) if self._cache_dir is not None else None
+            self._prices = load_price_book(self._api, cache_file=cache)
+        return self._prices
+
+    def launch_rate(self) -> LaunchRate:
+        """The dearest pod a launch may make: the most expensive usable GPU type in the study's spot modes."""
+        spot_modes = {True: (True,), False: (False,), "prefer": (True, False)}[self._compute.spot]
+        book = self.prices()
+        count = self._compute.gpu_count
+        rates = [
+            book.hourly(gpu_type, spot=spot, gpu_count=count)
+            for spot in spot_modes
+            for gpu_type in self._compute.gpu_types
+            if gpu_type not in self._denied
+        ]
+        known = [r for r in rates if r is not None]
+        if len(known) < len(rates) and not self._unpriced_warned:
+            self._unpriced_warned = True
+            log.warning(
+                "study %s: no price known for some of %s; the budget guard counts only the others",
+                self._study, ", ".join(self._compute.gpu_types),
+            )
+        return LaunchRate(max(known, default=0.0), count)
+
+    def billed_usd(self, worker_ids: list[str], since: float) -> dict[str, float]:
+        """USD per pod from ``GET /v2/billing/pods`` (one call); {} when the bill cannot be read now."""
+        if not worker_ids:
+            return {}
+        try:
+            billed = self._api.pod_billing(datetime.fromtimestamp(since, UTC))
+        except CloudError as exc:
+            log.warning("study %s: cannot read RunPod's bill (%s); keeping the estimates", self._study, exc)
+            return {}
+        wanted = set(worker_ids)
+        return {pod_id: usd for pod_id, usd in billed.items() if pod_id in wanted}
 
     # -- polling and stopping -----------------------------------------------------------
 

@@ -1,0 +1,58 @@
+"""What trials cost: GPU prices, billed seconds per attempt, and the study's budget guard."""
+
+from __future__ import annotations
+
+from hpo.cost._billing import (
+    ATTR_COST_USD,
+    ATTR_GPU_SECONDS,
+    ATTR_GPU_TYPE,
+    COST_RECORD_PREFIX,
+    AttemptBill,
+    CostMeter,
+    TrialCost,
+    load_bills,
+    save_bills,
+    total,
+    trial_costs,
+)
+from hpo.cost._budget import BudgetGuard, Spend
+from hpo.cost._prices import (
+    CACHE_MAX_AGE,
+    FALLBACK_AS_OF,
+    FALLBACK_PRICES,
+    GpuRate,
+    PriceBook,
+    PriceSource,
+    fallback_book,
+    load_price_book,
+    price_cache_file,
+)
+
+PRICES_ATTR = "hpo:prices"
+"""The study system attribute recording where the last run's prices came from (for the report)."""
+
+__all__ = [
+    "ATTR_COST_USD",
+    "ATTR_GPU_SECONDS",
+    "ATTR_GPU_TYPE",
+    "CACHE_MAX_AGE",
+    "COST_RECORD_PREFIX",
+    "FALLBACK_AS_OF",
+    "FALLBACK_PRICES",
+    "PRICES_ATTR",
+    "AttemptBill",
+    "BudgetGuard",
+    "CostMeter",
+    "GpuRate",
+    "PriceBook",
+    "PriceSource",
+    "Spend",
+    "TrialCost",
+    "fallback_book",
+    "load_bills",
+    "load_price_book",
+    "price_cache_file",
+    "save_bills",
+    "total",
+    "trial_costs",
+]
