@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
 import psutil
+import pytest
 
 from hpo.config import StudyConfig, load_study
+from hpo.controller import open_study_volume
 from hpo.events import ReportEvent, drain
+from hpo.fake_runpod import FakeRunPod
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
-from hpo.controller import open_study_volume
 from hpo.volume import Volume
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,6 +130,29 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 def count_events(volume: Volume, key: str, kind: str) -> int:
     """How many whole events of type ``kind`` the event file at ``key`` holds."""
     return sum(event.type == kind for event in drain(volume, key))
+
+
+@contextmanager
+def fake_runpod_for(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_key: str) -> Iterator[FakeRunPod]:
+    """A fake RunPod whose volume is ``project/storage``, with the client's env pointed at it.
+
+    On exit it asserts that no pod of the study is left live, then stops the fake.
+    """
+    (project / "storage").mkdir(parents=True)
+    server = FakeRunPod(
+        volumes={VOLUME_ID: project / "storage"}, volume_data_center="EU-RO-1", api_keys={api_key},
+        time_scale=20.0, provision_seconds=4.0, start_seconds=2.0, kill_grace_seconds=5.0, workdir=tmp_path / "fake",
+        pod_command=[sys.executable, str(Path(__file__).parent / "pod_entry.py")],
+    ).start()
+    for name, value in server.client_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RUNPOD_API_KEY", api_key)
+    monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        yield server
+        assert [p for p in server.pods(include_terminated=True) if p.status not in ("TERMINATED", "EXITED")] == []
+    finally:
+        server.stop()
 
 
 def study_volume(config: StudyConfig) -> Volume:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
@@ -11,7 +10,14 @@ from typing import Any
 
 import pytest
 from optuna.trial import TrialState
-from studyfiles import VOLUME_ID, first_reports, load_trials, make_workspace, study_config, study_volume
+from studyfiles import (
+    fake_runpod_for,
+    first_reports,
+    load_trials,
+    make_workspace,
+    study_config,
+    study_volume,
+)
 
 from hpo.controller import Controller, build_controller
 from hpo.cost import BudgetGuard, Spend
@@ -60,21 +66,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRunPod]:
-    (project / "storage").mkdir(parents=True)
-    server = FakeRunPod(
-        volumes={VOLUME_ID: project / "storage"}, volume_data_center="EU-RO-1", api_keys={API_KEY},
-        time_scale=20.0, provision_seconds=4.0, start_seconds=2.0, kill_grace_seconds=5.0, workdir=tmp_path / "fake",
-        pod_command=[sys.executable, str(Path(__file__).parent / "pod_entry.py")],
-    ).start()
-    for name, value in server.client_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
-    monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path / "cache"))
-    yield server
-    try:
-        assert [p for p in server.pods(include_terminated=True) if p.status not in ("TERMINATED", "EXITED")] == []
-    finally:
-        server.stop()
+    with fake_runpod_for(project, tmp_path, monkeypatch, API_KEY) as server:
+        yield server
 
 
 def _with_budget(studies: Path, budget: str) -> None:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from studyfiles import VOLUME_ID, count_events, load_trials, make_workspace, study_config, study_volume, wait_for
+from studyfiles import (
+    count_events,
+    fake_runpod_for,
+    load_trials,
+    make_workspace,
+    study_config,
+    study_volume,
+    wait_for,
+)
 
 from hpo.backends import AttemptRef, Billing, WorkerHandle
 from hpo.backends.runpod import pod_name
@@ -107,21 +115,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRunPod]:
-    (project / "storage").mkdir(parents=True)
-    server = FakeRunPod(
-        volumes={VOLUME_ID: project / "storage"}, volume_data_center="EU-RO-1", api_keys={API_KEY},
-        time_scale=20.0, provision_seconds=4.0, start_seconds=2.0, kill_grace_seconds=5.0, workdir=tmp_path / "fake",
-        pod_command=[sys.executable, str(Path(__file__).parent / "pod_entry.py")],
-    ).start()
-    for name, value in server.client_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
-    monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path / "cache"))
-    yield server
-    try:
-        assert [p for p in server.pods(include_terminated=True) if p.status not in ("TERMINATED", "EXITED")] == []
-    finally:
-        server.stop()
+    with fake_runpod_for(project, tmp_path, monkeypatch, API_KEY) as server:
+        yield server
 
 
 def fake_wall_clock(fake: FakeRunPod):  # type: ignore[no-untyped-def]
