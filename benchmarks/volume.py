@@ -141,7 +141,8 @@ def main() -> int:
         per_flush = max(1, len(logs) // (args.trials // 10 or 1))  # one flush per ~10 trials, as a controller would
         write_journal(volume, "bench", logs, per_flush, compact_every=100, cache=work / "writer")
         write_journal(volume, "bench-nocompact", logs, per_flush, compact_every=10**9, cache=work / "writer2")
-        segments = sum(1 for info in volume.list("hpo/bench/journal/") if "upto-" not in info.key)
+        listing = volume.list("hpo/bench/journal/")
+        segments = sum(1 for info in listing if "upto-" not in info.key and "/epochs/" not in info.key)
         print(f"{len(logs)} journal logs in {segments} segments of ~{per_flush} logs")
 
         base_s, trials = timed(lambda: len(optuna.load_study(

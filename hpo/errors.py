@@ -8,6 +8,7 @@ turns each into one line on stderr and a non-zero exit code, never a traceback::
     ├── VolumeError          the volume cannot be read or written
     │   └── VolumeNotFoundError   a key is missing on the volume
     ├── JournalError         the study's journal on the volume is inconsistent
+    │   └── JournalFencedError    a newer controller took the study over: stop, act on nothing
     ├── LeaseError           another live controller holds the study
     ├── BackendError         a backend could not launch, list or stop trial workers
     │   └── CloudError       RunPod's API refused or failed a call
@@ -17,6 +18,8 @@ turns each into one line on stderr and a non-zero exit code, never a traceback::
     │       ├── BalanceError         402: the balance is out (stop launching)
     │       ├── RequestRejectedError 422 or a rule-breaking 400 (fix the study; never retry)
     │       └── ApiError             anything else (method, path, status, detail)
+    │           └── ApiUnavailableError   unreachable, timed out, 5xx/429 through the retries (ride it out)
+    │               └── LaunchUnknownError  a create got 5xx/no answer and no lookup answered: the pod may exist
     └── ObjectiveError       an objective cannot be found or imported
 """
 
@@ -53,6 +56,12 @@ class VolumeNotFoundError(VolumeError):
 
 class JournalError(HpoError):
     """The study's journal on the volume is inconsistent."""
+
+
+class JournalFencedError(JournalError):
+    """a controller with a newer epoch took the study over: stop at once, act on nothing"""
+
+    exit_code = 3
 
 
 class LeaseError(HpoError):
@@ -102,6 +111,22 @@ class RequestRejectedError(CloudError):
 
 class ApiError(CloudError):
     """Any other failure of a RunPod API call."""
+
+
+class ApiUnavailableError(ApiError):
+    """RunPod could not be reached, timed out, or kept answering 5xx/429 through this call's retries.
+
+    Trying again later may succeed: the controller rides it out (pods end
+    themselves meanwhile) instead of stopping the study.
+    """
+
+
+class LaunchUnknownError(ApiUnavailableError):
+    """A create was answered with a 5xx (or no answer) and no lookup by name has answered since.
+
+    The pod may exist and bill: never create that attempt again until a
+    listing has answered (it then shows the pod, or shows that there is none).
+    """
 
 
 class ObjectiveError(HpoError):

@@ -108,14 +108,47 @@ class StoppedEvent(FinalEvent):
     type: Literal["stopped"] = "stopped"
 
 
+#: The longest ``cause`` an :class:`InterruptedEvent` carries; longer ones are cut with "...".
+CAUSE_MAX = 400
+
+
+class InterruptedEvent(FinalEvent):
+    """An infrastructure fault (the volume, the network) ended the attempt, not the objective.
+
+    Like a preemption it is no verdict on the trial: a new attempt resumes it
+    from its last checkpoint (and it counts against ``max_attempts``).
+    ``cause`` is one short line, e.g. ``"volume: report at step 3: ...: No
+    space left on device"``; the full traceback is in the attempt's log.
+    """
+
+    type: Literal["interrupted"] = "interrupted"
+    cause: str
+
+    @field_validator("cause")
+    @classmethod
+    def _one_short_line(cls, cause: str) -> str:
+        # Best-effort writers must never fail on a long message: fold and cut it rather than refuse it.
+        cause = one_line(cause, CAUSE_MAX)
+        if not cause:
+            raise ValueError("cause must not be empty")
+        return cause
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` with its whitespace runs (newlines included) folded to one space, cut to ``limit`` characters."""
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 3] + "..."
+
+
 Event = Annotated[
-    StartEvent | ReportEvent | CheckpointEvent | UserAttrEvent | DoneEvent | PrunedEvent | ErrorEvent | PreemptedEvent | StoppedEvent,
+    StartEvent | ReportEvent | CheckpointEvent | UserAttrEvent
+    | DoneEvent | PrunedEvent | ErrorEvent | PreemptedEvent | StoppedEvent | InterruptedEvent,
     Field(discriminator="type"),
 ]
 _EVENT = TypeAdapter(Event)
 
 #: Events after which an attempt has nothing more to say.
-FINAL_TYPES = frozenset({"done", "pruned", "error", "preempted", "stopped"})
+FINAL_TYPES = frozenset({"done", "pruned", "error", "preempted", "stopped", "interrupted"})
 
 
 def encode_event(event: BaseEvent) -> bytes:

@@ -3,8 +3,9 @@
 ::
 
     hpo/<study>/lease.json                               controller holding the study
-    hpo/<study>/journal/<first log number>.jsonl         controller: Optuna journal segments
-    hpo/<study>/journal/upto-<log count>.jsonl           controller: logs 0..count-1 in one object (compaction)
+    hpo/<study>/journal/<first log>-e<epoch>-<token>.jsonl   controller: Optuna journal segments
+    hpo/<study>/journal/upto-<count>-e<epoch>-<token>.jsonl  controller: logs 0..count-1 in one object (compaction)
+    hpo/<study>/journal/epochs/<epoch>-<token>-from-<first log>.json   controller: its epoch (see hpo.journal)
     hpo/<study>/code/<sha256>.tar.gz                     controller: snapshot of objectives/
     hpo/<study>/trials/<n>/spec.json                     controller: what trial n runs
     hpo/<study>/trials/<n>/control.json                  controller: prune / stop
@@ -16,9 +17,37 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 JOURNAL_SEGMENT_DIGITS = 12
+JOURNAL_EPOCH_DIGITS = 8
+JOURNAL_TOKEN_CHARS = 8
+"""Epoch tokens are this many lowercase hex digits (they order two writers that took the same epoch number)."""
+
+_EPOCH_SUFFIX = rf"(?:-e(\d{{{JOURNAL_EPOCH_DIGITS}}})-([0-9a-f]{{{JOURNAL_TOKEN_CHARS}}}))?"
+_SEGMENT_RE = re.compile(rf"(\d{{{JOURNAL_SEGMENT_DIGITS}}}){_EPOCH_SUFFIX}\.jsonl")
+_COMPACTION_RE = re.compile(rf"upto-(\d{{{JOURNAL_SEGMENT_DIGITS}}}){_EPOCH_SUFFIX}\.jsonl")
+_MARKER_RE = re.compile(
+    rf"(\d{{{JOURNAL_EPOCH_DIGITS}}})-([0-9a-f]{{{JOURNAL_TOKEN_CHARS}}})-from-(\d{{{JOURNAL_SEGMENT_DIGITS}}})\.json"
+)
+
+
+class JournalKey(NamedTuple):
+    """What a journal key's name says.
+
+    ``kind`` is ``"segment"`` (``number`` = its first log), ``"compaction"``
+    (``number`` = how many logs it holds) or ``"epoch"`` (a writer's epoch
+    marker; ``number`` = the log it started writing at). ``epoch`` and ``token``
+    are the writer's epoch; names without one (written before epochs existed)
+    are epoch 0 with an empty token.
+    """
+
+    kind: str
+    number: int
+    epoch: int = 0
+    token: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,26 +68,44 @@ class StudyLayout:
     def journal_dir(self) -> str:
         return f"{self.root}/journal"
 
-    def journal_segment(self, first_log_number: int) -> str:
-        """A segment is named by the number of its first log, so a reader knows the next name."""
-        return f"{self.journal_dir}/{first_log_number:0{JOURNAL_SEGMENT_DIGITS}d}.jsonl"
+    @property
+    def journal_epochs_dir(self) -> str:
+        """Where writers' epoch markers live: listed by every flush, so it stays a few objects long."""
+        return f"{self.journal_dir}/epochs"
 
-    def journal_compaction(self, log_count: int) -> str:
+    def journal_segment(self, first_log_number: int, epoch: int = 0, token: str = "") -> str:
+        """A segment is named by its first log and its writer's epoch, so a reader knows the next name.
+
+        Epoch 0 (no token) gives the name segments had before epochs existed.
+        """
+        return f"{self.journal_dir}/{first_log_number:0{JOURNAL_SEGMENT_DIGITS}d}{_epoch_suffix(epoch, token)}.jsonl"
+
+    def journal_compaction(self, log_count: int, epoch: int = 0, token: str = "") -> str:
         """Logs 0..count-1 in one object, so opening a long study reads one object, not thousands."""
-        return f"{self.journal_dir}/upto-{log_count:0{JOURNAL_SEGMENT_DIGITS}d}.jsonl"
+        return f"{self.journal_dir}/upto-{log_count:0{JOURNAL_SEGMENT_DIGITS}d}{_epoch_suffix(epoch, token)}.jsonl"
 
-    def parse_journal_key(self, key: str) -> tuple[str, int] | None:
-        """``("segment", first log)`` or ``("compaction", log count)`` for a journal key, else None."""
-        name = key.rsplit("/", 1)[-1]
-        if not name.endswith(".jsonl"):
+    def journal_epoch_marker(self, epoch: int, token: str, start: int) -> str:
+        """The marker a writer leaves when it takes ``epoch``, having read the journal's first ``start`` logs."""
+        return (
+            f"{self.journal_epochs_dir}/{epoch:0{JOURNAL_EPOCH_DIGITS}d}-{token}"
+            f"-from-{start:0{JOURNAL_SEGMENT_DIGITS}d}.json"
+        )
+
+    def parse_journal_key(self, key: str) -> JournalKey | None:
+        """What a key under the journal folder is (segment, compaction, epoch marker), else None."""
+        folder, _, name = key.rpartition("/")
+        if folder == self.journal_epochs_dir:
+            marker = _MARKER_RE.fullmatch(name)
+            if marker is None:
+                return None
+            return JournalKey("epoch", int(marker[3]), int(marker[1]), marker[2])
+        if folder != self.journal_dir:
             return None
-        stem = name[: -len(".jsonl")]
-        kind = "segment"
-        if stem.startswith("upto-"):
-            kind, stem = "compaction", stem[len("upto-") :]
-        if len(stem) != JOURNAL_SEGMENT_DIGITS or not stem.isdigit():
-            return None
-        return kind, int(stem)
+        for kind, pattern in (("segment", _SEGMENT_RE), ("compaction", _COMPACTION_RE)):
+            found = pattern.fullmatch(name)
+            if found is not None:
+                return JournalKey(kind, int(found[1]), int(found[2] or 0), found[3] or "")
+        return None
 
     def code(self, sha256: str) -> str:
         return f"{self.root}/code/{sha256}.tar.gz"
@@ -90,3 +137,11 @@ class StudyLayout:
 
     def log(self, trial: int, attempt: int) -> str:
         return f"{self.attempt_dir(trial, attempt)}/log.txt"
+
+
+def _epoch_suffix(epoch: int, token: str) -> str:
+    if epoch == 0 and not token:
+        return ""
+    if epoch <= 0 or len(token) != JOURNAL_TOKEN_CHARS:
+        raise ValueError(f"bad journal epoch {epoch!r} / token {token!r}")
+    return f"-e{epoch:0{JOURNAL_EPOCH_DIGITS}d}-{token}"

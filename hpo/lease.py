@@ -9,6 +9,14 @@ taken over.
 The volume offers no compare-and-swap, so taking a lease is write-then-read-back
 after a short settle delay: of two controllers racing for a stale lease, the
 one whose write landed last wins, and the other sees a foreign id and backs off.
+
+That is not enough on its own: a controller paused between its read and its
+write (a GC pause, a laptop asleep) overwrites a live lease and reads its own id
+back, and two controllers hold the study. The journal closes that gap: every
+writer takes a newer epoch when it opens the journal (after the lease), and the
+one that opened earlier is stopped by :class:`~hpo.errors.JournalFencedError`
+at its next flush, before it acts (see :mod:`hpo.journal._backend`). The lease
+stays the polite, named refusal of the ordinary case.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.backends import AttemptRef, WorkerHandle
 from hpo.config import StudyConfig
-from hpo.controller._controller import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_PREEMPTIONS, ATTR_QUEUED
+from hpo.controller._controller import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_INTERRUPTION, ATTR_PREEMPTIONS, ATTR_QUEUED
 from hpo.cost import BudgetGuard, Spend, trial_costs
 from hpo.errors import HpoError
 from hpo.journal import open_storage
@@ -135,7 +135,7 @@ def study_rows(
                 preemptions=int(trial.user_attrs.get(ATTR_PREEMPTIONS, 0)),
                 params=dict(trial.params),
                 worker=_worker(volume, layout, trial.number, attempts, live) if trial.state == TrialState.RUNNING else None,
-                error=trial.user_attrs.get(ATTR_ERROR),
+                error=trial.user_attrs.get(ATTR_ERROR) or _interruption(trial),
                 best_value=_best_value(list(steps.values()) + ([trial.value] if trial.value is not None else []), config.direction),
                 cost_usd=costs[trial.number].usd if trial.number in costs else None,
                 gpu_seconds=costs[trial.number].gpu_seconds if trial.number in costs else None,
@@ -144,6 +144,14 @@ def study_rows(
             )
         )
     return rows
+
+
+def _interruption(trial: FrozenTrial) -> str | None:
+    """What ended a running trial's last attempt when it was an infrastructure fault, for the status line."""
+    cause = trial.user_attrs.get(ATTR_INTERRUPTION)
+    if trial.state != TrialState.RUNNING or not isinstance(cause, str):
+        return None
+    return f"last interrupted: {cause}"
 
 
 def _best_value(values: Sequence[float | None], direction: str) -> float | None:

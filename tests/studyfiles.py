@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -47,6 +48,7 @@ studies:
       pace: {type: categorical, choices: [PACE]}
       fail_trial: {type: categorical, choices: [FAIL_TRIAL]}
       garbage: {type: categorical, choices: [GARBAGE]}
+      gate: {type: categorical, choices: [GATE]}
     sampler: {type: random, seed: 11}
     pruner: {type: none}
     fidelity: {max_step: MAX_STEP}
@@ -90,8 +92,12 @@ def make_workspace(
     garbage: bool = False,
     storage: str | None = None,
     spot: bool | str = True,
+    gate: Path | None = None,
 ) -> Path:
-    """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/."""
+    """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/.
+
+    ``gate``: a file the steady study's trials wait for at step 2 (see tests/objectives/steady.py).
+    """
     root.mkdir(parents=True, exist_ok=True)
     text = (
         STUDIES_YAML.replace("PACE", str(pace))
@@ -100,6 +106,7 @@ def make_workspace(
         .replace("TRIALS", str(trials))
         .replace("CONCURRENCY", str(concurrency))
         .replace("GARBAGE", "true" if garbage else "false")
+        .replace("GATE", json.dumps(str(gate) if gate else "none"))
         .replace("STORAGE", f"storage: {storage}" if storage else "")
         .replace("SPOT", spot if isinstance(spot, str) else str(spot).lower())
         .replace("VOLUME_ID", VOLUME_ID)

@@ -43,6 +43,34 @@ OBJECTIVES = {
         def objective(trial):
             raise KeyError("missing column")
     """,
+    "imports_missing": """
+        import math
+        import nonexistent_pkg_for_hpo_tests
+
+        def objective(trial):
+            return 1.0
+    """,
+    "imports_helper": """
+        from objectives import helper_with_missing_dep
+
+        def objective(trial):
+            return 1.0
+    """,
+    "helper_with_missing_dep": """
+        import os
+
+        import nonexistent_dep_for_hpo_tests
+    """,
+    "syntax": """
+        def objective(trial):
+            return (1.0
+        x = 1
+    """,
+    "raises_at_import": """
+        import math
+
+        raise ValueError("config.yaml: no such\\nsetting")
+    """,
 }
 
 LAYOUT = StudyLayout("s")
@@ -118,6 +146,59 @@ def test_an_order_in_control_json_is_obeyed_before_starting(
     volume.write_json(LAYOUT.control(0), {"action": order})
     code, events = _run(volume, tmp_path, 0)
     assert code == 0 and [e.type for e in events] == [final]
+
+
+def _trial_of(name: str) -> int:
+    return list(OBJECTIVES).index(name)
+
+
+def test_an_import_failing_inside_the_objective_names_the_import_not_a_missing_module(
+    volume: DirectoryVolume, tmp_path: Path
+) -> None:
+    code, events = _run(volume, tmp_path, _trial_of("imports_missing"))
+    assert code == 1 and events[-1].type == "error"
+    assert events[-1].message == (
+        "objectives/imports_missing.py: import failed: No module named 'nonexistent_pkg_for_hpo_tests' at line 3"
+    )
+    assert "not found" not in events[-1].message
+    assert "ModuleNotFoundError" in events[-1].traceback and "imports_missing.py" in events[-1].traceback
+
+
+def test_an_import_failing_in_a_helper_names_the_helper_and_its_line(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, _trial_of("imports_helper"))
+    assert code == 1
+    assert events[-1].message == (
+        "objectives/imports_helper.py: import failed: No module named 'nonexistent_dep_for_hpo_tests' "
+        "at objectives/helper_with_missing_dep.py line 4"
+    )
+
+
+def test_a_syntax_error_names_the_file_and_line(volume: DirectoryVolume, tmp_path: Path) -> None:
+    code, events = _run(volume, tmp_path, _trial_of("syntax"))
+    assert code == 1 and events[-1].type == "error"
+    message = events[-1].message
+    assert message.startswith("objectives/syntax.py: SyntaxError at line ") and "\n" not in message
+    assert "SyntaxError" in events[-1].traceback
+
+
+def test_an_exception_raised_at_import_names_file_line_and_stays_one_line(
+    volume: DirectoryVolume, tmp_path: Path
+) -> None:
+    code, events = _run(volume, tmp_path, _trial_of("raises_at_import"))
+    assert code == 1
+    assert events[-1].message == (
+        "objectives/raises_at_import.py: importing it raised ValueError at line 4: config.yaml: no such setting"
+    )
+    assert "raises_at_import.py" in events[-1].traceback
+
+
+def test_a_missing_objective_module_is_still_called_missing(volume: DirectoryVolume, tmp_path: Path) -> None:
+    sha = TrialSpec.read(volume, LAYOUT.spec(0)).code
+    TrialSpec(
+        study="s", trial=90, objective="nope", params={}, search_space={}, max_step=5, code=sha,
+    ).write(volume, LAYOUT.spec(90))
+    code, events = _run(volume, tmp_path, 90)
+    assert code == 1 and events[-1].message.startswith("objective module objectives/nope.py not found")
 
 
 def test_missing_environment_is_named() -> None:

@@ -4,7 +4,8 @@ Each backend runs real workers (the agent, on a long, slow test objective) and
 is held to what the controller relies on: launch returns at once, one listing
 finds every live worker by its attempt (also a worker started by another
 backend instance: a crashed controller's), terminate is immediate, idempotent
-and silent for a worker already gone.
+and silent for a worker already gone, and of two workers running one attempt
+the oldest runs it and the other is an extra, for the controller to stop.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendWor
         world = BackendWorld(config, volume, make)
         yield world
         cleanup = made[-1] if made else LocalBackend(config.name, volume)
-        for handle in cleanup.list_live().values():
+        for handle in [*cleanup.list_live().values(), *cleanup.extras()]:
             cleanup.terminate(handle)
-        wait_for(lambda: not cleanup.list_live(), 15, "the worker")
+        wait_for(lambda: not cleanup.list_live() and not cleanup.extras(), 15, "the worker")
 
 
 
@@ -124,3 +125,24 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(world: B
     time.sleep(0.5)
     assert AttemptRef(3, 0) in backend.list_live()  # still there within the grace period
     wait_for(lambda: AttemptRef(3, 0) not in backend.list_live(), 15, "the worker")  # then SIGKILLed
+
+
+def _extras_now(backend: Backend) -> list[WorkerHandle]:
+    backend.list_live()
+    return backend.extras()
+
+
+def test_two_workers_of_one_attempt_the_oldest_is_live_the_younger_an_extra(world: BackendWorld) -> None:
+    ref = AttemptRef(1, 0)
+    first = world.new_backend().launch(ref)
+    wait_for(lambda: _started(world, ref), 30, "the first worker")
+    stray = world.new_backend().launch(ref)  # a crashed controller's retry started the attempt again
+    backend = world.new_backend()  # the next controller sees both
+    live = backend.list_live()
+    assert set(live) == {ref} and live[ref].id == first.id
+    extras = backend.extras()
+    assert [(h.ref, h.id) for h in extras] == [(ref, stray.id)]
+    assert extras[0].billing is not None  # metered like any worker
+    backend.terminate(extras[0])
+    wait_for(lambda: not _extras_now(backend), 15, "the stray to end")
+    assert backend.list_live()[ref].id == first.id

@@ -115,3 +115,20 @@ def test_an_objective_module_that_does_not_exist_is_named_before_any_trial(tmp_p
     assert result.returncode == 2
     assert "study 'steady': key 'objective'" in result.stderr and "did you mean 'steady'?" in result.stderr
     assert not (tmp_path / "storage" / "hpo").exists()
+
+
+def test_a_run_whose_trials_all_fail_exits_1_and_stops_repeating_the_same_error(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path, trials=8, concurrency=1)
+    (tmp_path / "objectives" / "broken.py").write_text("import nonexistent_package_xyz  # the import fails in the trial\n")
+    studies.write_text(studies.read_text().replace("objective: steady\n", "objective: broken\n", 1))
+    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
+    result = hpo("run", "--study", "steady", "--studies", str(studies), "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["complete"] == 0 and summary["failed"] == 3  # the fourth would fail the same way
+    assert "3 trials in a row failed with the same error" in summary["stopped"]
+    assert "nonexistent_package_xyz" in summary["stopped"]  # which import failed, not "module not found"
+    assert "Traceback" not in result.stderr
+
+    status = hpo("status", "--study", "steady", "--studies", str(studies), "--json", env=env)
+    assert "nonexistent_package_xyz" in status.stdout

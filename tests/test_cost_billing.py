@@ -181,3 +181,24 @@ def test_costs_on_the_fake_match_its_bill_to_the_second(fake: FakeRunPod, projec
     spend = json.loads(status.stdout)["spend"]
     assert spend["usd"] == pytest.approx(sum(p.billed_usd for p in pods.values()), rel=1e-9)
     assert spend["cost_unit"] == "USD" and spend["cheapest_near_best"] is not None
+
+
+@pytest.mark.slow
+def test_the_meter_runs_on_the_providers_clock_without_being_told(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
+    """Issue 10 item 7: the fake bills on a clock 20x the wall clock; the meter reads it from the pods' uptimes."""
+    studies = make_workspace(project, pace=0.1, max_step=6, trials=2, concurrency=2)
+    config = study_config(studies, "pods")
+    build_controller(config, cache_dir=tmp_path / "cache").run()  # no clock passed in: the default
+
+    pods = {p.id: p for p in fake.pods(include_terminated=True)}
+    storage = open_storage(study_volume(config), config.name, cache_dir=tmp_path / "reader")
+    study = storage.load_study(config.name)
+    assert study is not None
+    bills = [b for bs in load_bills(storage.optuna.get_study_system_attrs(study._study_id)).values() for b in bs]
+    assert sorted(b.worker for b in bills) == sorted(pods)
+    for bill in bills:
+        assert bill.end is not None
+        metered = bill.end - bill.start  # the meter's own estimate, before the bill replaced it
+        billed = pods[bill.worker].billed_seconds
+        # On the wall clock it would be about a twentieth of the bill; a poll late at most on the fake's.
+        assert 0.5 * billed <= metered <= 1.5 * billed + 60.0, (metered, billed)

@@ -1,16 +1,21 @@
-"""One controller per study: a live lease refuses, a stale one is taken over."""
+"""One controller per study: a live lease refuses, a stale one is taken over, the journal fences the rest."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import optuna
 import pytest
 
-from hpo.errors import LeaseError
+from hpo.errors import JournalFencedError, LeaseError
+from hpo.journal import StudyStorage, open_storage
 from hpo.lease import Lease
 from hpo.volume import Volume
+
+from hooked_volume import HookedVolume
 
 
 class FakeClock:
@@ -65,3 +70,36 @@ def test_release_removes_only_our_own_lease(volume: Volume) -> None:
     lease.acquire()
     lease.release()
     assert not volume.exists("hpo/demo/lease.json")
+
+
+def test_two_controllers_holding_the_lease_drive_the_journal_one_at_a_time(volume: Volume, tmp_path: Path) -> None:
+    """The lease has no compare-and-swap: the journal's epochs stop the controller that opened first."""
+    clock = FakeClock()
+    old = Lease(volume, "demo", ttl=60, clock=clock, sleep=lambda _: None)
+    old.acquire()
+    old_journal = open_storage(volume, "demo", writer=True, cache_dir=tmp_path / "old")
+    old_journal.optuna.create_new_study([optuna.study.StudyDirection.MINIMIZE], "demo")
+    old_journal.flush()
+    clock.now += 61  # the old controller sleeps past its lease's expiry
+    paused = HookedVolume(volume)
+    holders: list[StudyStorage] = []
+
+    def another_controller_takes_the_lease_and_the_journal() -> None:
+        Lease(volume, "demo", ttl=60, clock=clock, sleep=lambda _: None).acquire()
+        holders.append(open_storage(volume, "demo", writer=True, cache_dir=tmp_path / "stale-reader"))
+
+    # A third controller read the expired lease, then paused before writing its own;
+    # meanwhile a second one took the lease and opened the journal.
+    paused.pause_after("read_bytes", "hpo/demo/lease.json", another_controller_takes_the_lease_and_the_journal)
+    late = Lease(paused, "demo", ttl=60, clock=clock, sleep=lambda _: None)
+    late.acquire()  # it writes over the live lease and reads its own id back: both "hold" the study
+    assert late.held
+    late_journal = open_storage(volume, "demo", writer=True, cache_dir=tmp_path / "late")
+    (second,) = holders
+    assert late_journal.epoch is not None and second.epoch is not None and late_journal.epoch > second.epoch
+    with pytest.raises(JournalFencedError):
+        second.flush()  # before its next act in the world
+    with pytest.raises(JournalFencedError):
+        old_journal.flush()
+    late_journal.optuna.create_new_trial(late_journal.optuna.get_study_id_from_name("demo"))
+    late_journal.flush()

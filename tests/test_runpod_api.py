@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,8 +10,16 @@ import pytest
 
 from hpo.backends import AttemptRef
 from hpo.backends.runpod import PodRequest, RunPodApi, is_capacity_message, parse_pod_name, pod_env, pod_name
-from hpo.backends.runpod._api import create_body
-from hpo.errors import ApiError, AuthError, BalanceError, CapacityError, PoolDeniedError, RequestRejectedError
+from hpo.backends.runpod._api import create_body, pod_from_json
+from hpo.errors import (
+    ApiUnavailableError,
+    AuthError,
+    BalanceError,
+    CapacityError,
+    LaunchUnknownError,
+    PoolDeniedError,
+    RequestRejectedError,
+)
 from hpo.fake_runpod import FakeRunPod
 
 from fake_runpod_support.openapi import CONTRACT
@@ -139,5 +148,113 @@ def test_reads_retry_on_5xx_and_429_but_creates_only_on_429(api: RunPodApi, fake
 def test_from_env_needs_a_key() -> None:
     with pytest.raises(AuthError, match="RUNPOD_API_KEY is not set"):
         RunPodApi.from_env({})
-    with pytest.raises(ApiError):
+    with pytest.raises(ApiUnavailableError):
         RunPodApi("k", rest_url="http://127.0.0.1:9", attempts=2, sleep=lambda _: None, timeout=1).list_pods()
+
+
+def _made(fake: FakeRunPod, name: str) -> int:
+    """How many pods the fake ever made under ``name`` (terminated ones too): one per create that went through."""
+    return [view.name for view in fake.pods(include_terminated=True)].count(name)
+
+
+def _closed_port_url() -> str:
+    """A loopback URL where nothing listens (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("spot", [False, True], ids=["rest", "graphql"])
+def test_a_create_answered_500_that_no_lookup_can_settle_is_launch_unknown_and_never_posted_again(
+    api: RunPodApi, fake: FakeRunPod, spot: bool
+) -> None:
+    name = f"hpo-s-20-{int(spot)}"
+    fake.inject_fault("create_then_500", times=1)  # the pod is made and bills, the caller hears 500
+    fake.inject_fault("list_error", times=5)  # and every lookup by name of this call fails (5 tries)
+    with pytest.raises(LaunchUnknownError, match="may exist") as info:
+        api.create_spot_pod(_request(name), 0.2) if spot else api.create_pod(_request(name))
+    assert isinstance(info.value, ApiUnavailableError)  # the controller rides it out
+    assert _made(fake, name) == 1  # one create posted, not two
+    assert [p.name for p in api.list_pods()].count(name) == 1  # the next listing that answers shows it
+
+
+@pytest.mark.parametrize("spot", [False, True], ids=["rest", "graphql"])
+def test_a_create_answered_500_that_a_lookup_shows_unmade_is_posted_once_more(
+    api: RunPodApi, fake: FakeRunPod, spot: bool
+) -> None:
+    name = f"hpo-s-21-{int(spot)}"
+    fake.inject_fault("server_error", times=1)  # 500 without making anything; the lookup then answers "absent"
+    pod = api.create_spot_pod(_request(name), 0.2) if spot else api.create_pod(_request(name))
+    assert pod.name == name and _made(fake, name) == 1
+    assert api.waits == [2.0]  # type: ignore[attr-defined]  # one pause between the two creates
+
+
+def test_reads_failing_beyond_their_retries_raise_api_unavailable(api: RunPodApi, fake: FakeRunPod) -> None:
+    fake.inject_fault("server_error", times=5)  # as many as the client's tries
+    with pytest.raises(ApiUnavailableError, match="gave up after 5 tries") as info:
+        api.list_pods()
+    assert info.value.status == 500 and info.value.path == "/v2/pods"
+    fake.inject_fault("rate_limit", times=5)
+    with pytest.raises(ApiUnavailableError) as info:
+        api.gpu_price(A5000)
+    assert info.value.status == 429
+    assert isinstance(api.list_pods(), list)  # the faults are spent: RunPod is back
+    # What retrying cannot fix stays what it was (the controller stops for it).
+    with pytest.raises(AuthError) as auth:
+        RunPodApi("wrong", rest_url=fake.url).list_pods()
+    assert not isinstance(auth.value, ApiUnavailableError)
+
+
+def test_refused_connections_are_unavailable_and_a_create_never_sent_is_not_unknown() -> None:
+    url = _closed_port_url()
+    client = RunPodApi("k", rest_url=url, graphql_base=url, attempts=2, sleep=lambda _: None, timeout=1)
+    with pytest.raises(ApiUnavailableError, match="cannot reach RunPod"):
+        client.list_pods()
+    with pytest.raises(ApiUnavailableError) as info:
+        client.create_pod(_request("hpo-s-22-0"))
+    assert not isinstance(info.value, LaunchUnknownError)  # no connection was ever opened: nothing was made
+    with pytest.raises(ApiUnavailableError) as info:
+        client.create_spot_pod(_request("hpo-s-22-0"), 0.2)
+    assert not isinstance(info.value, LaunchUnknownError)
+
+
+def test_a_call_never_waits_past_its_deadline(fake: FakeRunPod) -> None:
+    waits: list[float] = []
+    short = RunPodApi(KEY, rest_url=fake.url, graphql_base=fake.url, sleep=waits.append, deadline=0.5)
+    fake.inject_fault("rate_limit", times=1)  # Retry-After: 1, past the deadline: give up now, do not wait
+    with pytest.raises(ApiUnavailableError, match="gave up after 1 try"):
+        short.list_pods()
+    assert waits == []
+    patient = RunPodApi(KEY, rest_url=fake.url, graphql_base=fake.url, sleep=waits.append)  # 20 s by default
+    fake.inject_fault("rate_limit", times=1)
+    assert isinstance(patient.list_pods(), list) and waits == [1.0]  # Retry-After honoured
+    capped = RunPodApi(KEY, rest_url=fake.url, graphql_base=fake.url, sleep=waits.append, max_wait=0.25)
+    fake.inject_fault("rate_limit", times=1)
+    assert isinstance(capped.list_pods(), list) and waits == [1.0, 0.25]  # ... capped at max_wait
+
+
+@pytest.mark.parametrize(
+    ("runtime", "uptime"),
+    [
+        ({"uptime": 12}, 12.0),
+        ({"uptime": 0}, 0.0),
+        ({"uptime": 3.5}, 3.5),
+        ({"uptime": -1}, None),
+        ({"uptime": "12"}, None),
+        ({"uptime": True}, None),
+        ({"uptime": float("nan")}, None),
+        ({}, None),
+        (None, None),
+        ("garbage", None),
+    ],
+)
+def test_a_pods_uptime_is_read_when_sane_and_ignored_otherwise(runtime: object, uptime: float | None) -> None:
+    raw = {
+        "id": "p1", "name": "hpo-s-1-0", "status": "RUNNING", "runtime": runtime,
+        "createdAt": "2026-06-01T12:00:00Z", "startedAt": "2026-06-01T12:00:30Z",
+    }
+    pod = pod_from_json(raw)
+    assert pod.uptime_s == uptime
+    expected = None if uptime is None else pod.started_at.timestamp() + uptime  # type: ignore[union-attr]
+    assert pod.provider_time() == expected

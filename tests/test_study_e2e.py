@@ -161,22 +161,22 @@ def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_p
 
 
 def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -> None:
-    studies = make_workspace(tmp_path / "project", pace=0.2, max_step=10, trials=2, concurrency=1)
+    gate = tmp_path / "gate"  # the first controller's trial waits for it: held however slow the machine
+    studies = make_workspace(tmp_path / "project", pace=0.05, max_step=4, trials=1, concurrency=1, gate=gate)
     config = study_config(studies, "steady")
     volume = study_volume(config)
     first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady")
     try:
-        wait_for(lambda: volume.exists("hpo/steady/trials/0/spec.json"), 60, "the first controller to start")
+        wait_for(lambda: volume.exists("hpo/steady/trials/0/spec.json"), 120, "the first controller to start")
         second = _hpo(studies, tmp_path / "cache2", "run", "--study", "steady")
-        _, err = second.communicate(timeout=60)
+        _, err = second.communicate(timeout=120)
         assert second.returncode == 3
         assert "held by another controller" in err and f"pid {first.pid}" in err
         assert "Traceback" not in err
     finally:
-        first.terminate()
-        first.wait()
-        first = _hpo(studies, tmp_path / "cache", "run", "--study", "steady", "--quiet")
-        first.communicate(timeout=120)
+        gate.touch()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
     assert study_processes(config) == []
 
 
@@ -210,3 +210,33 @@ def test_a_study_on_sqlite_storage_runs_and_resumes(tmp_path: Path) -> None:
     trials = load_trials(study_config(bigger, "steady"), tmp_path / "unused")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
     _assert_reports_exactly_once(config, trials)
+
+
+def test_kill_int_stops_a_run_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A background job (`hpo run ... &` in a script) starts with SIGINT ignored; `kill -INT` must still stop it."""
+    gate = tmp_path / "gate"
+    studies = make_workspace(tmp_path / "project", pace=0.05, max_step=4, trials=1, concurrency=1, gate=gate)
+    config = study_config(studies, "steady")
+    volume = study_volume(config)
+    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "run", "--study", "steady", "--studies", str(studies)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509  as a shell does
+    )
+    try:
+        wait_for(lambda: volume.exists("hpo/steady/trials/0/attempts/0/events.jsonl"), 120, "the trial to start")
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+    finally:
+        if run.poll() is None:
+            run.kill()
+        gate.touch()
+    rerun = subprocess.run(
+        [sys.executable, "-m", "hpo", "run", "--study", "steady", "--studies", str(studies), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert study_processes(config) == []

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from hpo.agent._checkpoint import decode_checkpoint, encode_checkpoint
-from hpo.agent._runner import AttemptAddress, run_attempt
+from hpo.agent._infra import EXIT_INFRA, Interrupted
+from hpo.agent._runner import EXIT_PREEMPTED, AttemptAddress, run_attempt
 from hpo.agent._trial import AgentTrial
 
-__all__ = ["AgentTrial", "AttemptAddress", "decode_checkpoint", "encode_checkpoint", "run_attempt"]
+__all__ = [
+    "EXIT_INFRA",
+    "EXIT_PREEMPTED",
+    "AgentTrial",
+    "AttemptAddress",
+    "Interrupted",
+    "decode_checkpoint",
+    "encode_checkpoint",
+    "run_attempt",
+]

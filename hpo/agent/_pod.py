@@ -52,7 +52,7 @@ def end_pod(
         api = RunPodApi.from_env(env, attempts=3, timeout=15.0)
         api.terminate_pod(pod_id)
         log.info("attempt over: terminated pod %s", pod_id)
-    except CloudError as exc:
+    except (CloudError, OSError) as exc:  # OSError: the network (requests' errors are OSErrors)
         log.warning("attempt over, but pod %s could not terminate itself (%s); waiting to be terminated", pod_id, exc)
     waited = 0.0
     while waited < wait_limit:

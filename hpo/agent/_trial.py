@@ -5,17 +5,25 @@ study: ``suggest_*`` return the values the controller already sampled,
 ``report`` appends to the attempt's event file, ``should_prune`` reads the
 controller's verdict from ``control.json``. Checkpoint helpers and the resume
 step let an objective continue where a preempted attempt stopped.
+
+Every call that touches the volume runs under :func:`~hpo.agent._infra.infra`:
+a volume or network failure in it raises :class:`~hpo.agent._infra.Interrupted`
+(which the objective cannot catch with ``except Exception``) and is remembered,
+so the attempt ends as interrupted even if the objective swallowed it anyway.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hpo.agent._checkpoint import decode_checkpoint, encode_checkpoint
-from hpo.errors import VolumeError, VolumeNotFoundError
+from hpo.agent._infra import Interrupted, infra
+from hpo.errors import VolumeNotFoundError
 from hpo.events import CheckpointEvent, ReportEvent, UserAttrEvent, BaseEvent
 from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
@@ -25,13 +33,20 @@ CHECKPOINT_FILE = "checkpoint.npz"
 
 
 def read_control(volume: Volume, layout: StudyLayout, trial: int) -> str | None:
-    """The controller's order for ``trial`` (``"prune"`` or ``"stop"``), or None."""
+    """The controller's order for ``trial`` (``"prune"`` or ``"stop"``), or None.
+
+    A missing, malformed or foreign file is no order; a volume that cannot be
+    read raises :class:`~hpo.errors.VolumeError` (the caller decides what a
+    fault means where it reads).
+    """
     try:
-        action = volume.read_json(layout.control(trial)).get("action")
+        data = volume.read_bytes(layout.control(trial))
     except VolumeNotFoundError:
         return None
-    except (VolumeError, AttributeError):
-        return None  # a half-written or foreign file is no order
+    try:
+        action = json.loads(data).get("action")
+    except (ValueError, AttributeError):  # not JSON (ValueError covers decode errors), or not an object
+        return None
     return action if action in ("prune", "stop") else None
 
 
@@ -55,6 +70,19 @@ class AgentTrial:
         self._checkpoint: tuple[dict[str, Any], int] | None = None
         self._checkpoint_loaded = False
         self.reported: dict[int, float] = {}
+        #: The first infrastructure fault raised from this trial's methods, if any (see the module doc).
+        self.fault: Interrupted | None = None
+
+    @contextmanager
+    def _infra(self, what: str) -> Iterator[None]:
+        """Like :func:`infra`, and remember the fault: it ends the attempt whatever the objective does next."""
+        try:
+            with infra(what):
+                yield
+        except Interrupted as exc:
+            if self.fault is None:
+                self.fault = exc
+            raise
 
     # -- optuna.Trial's surface -------------------------------------------------------
 
@@ -101,16 +129,21 @@ class AgentTrial:
             raise ValueError(f"trial.report: value at step {step} is {value}; it must be finite")
         if int(step) != step or step < 0:
             raise ValueError(f"trial.report: step must be a non-negative integer, got {step!r}")
+        event = ReportEvent(step=int(step), value=value)
+        with self._infra(f"report at step {int(step)}"):
+            self._emit(event)
         self.reported.setdefault(int(step), value)
-        self._emit(ReportEvent(step=int(step), value=value))
 
     def should_prune(self) -> bool:
         """True once the controller has decided to prune this trial."""
-        return read_control(self._volume, self._layout, self.number) == "prune"
+        with self._infra("reading control.json"):
+            return read_control(self._volume, self._layout, self.number) == "prune"
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Record a JSON-serializable attribute on the study's trial."""
-        self._emit(UserAttrEvent(key=key, value=value))
+        event = UserAttrEvent(key=key, value=value)
+        with self._infra(f"set_user_attr({key!r})"):
+            self._emit(event)
 
     # -- fidelity and checkpoints -------------------------------------------------------
 
@@ -134,11 +167,13 @@ class AgentTrial:
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The state saved by the last :meth:`save_checkpoint` of any attempt, or None."""
         if not self._checkpoint_loaded:
+            with self._infra("load_checkpoint"):
+                try:
+                    data: bytes | None = self._volume.read_bytes(self._checkpoint_key)
+                except VolumeNotFoundError:
+                    data = None
             self._checkpoint_loaded = True
-            try:
-                self._checkpoint = decode_checkpoint(self._volume.read_bytes(self._checkpoint_key))
-            except VolumeNotFoundError:
-                self._checkpoint = None
+            self._checkpoint = None if data is None else decode_checkpoint(data)
         return None if self._checkpoint is None else self._checkpoint[0]
 
     @property
@@ -149,7 +184,9 @@ class AgentTrial:
 
     def save_checkpoint(self, state: Mapping[str, Any], step: int) -> None:
         """Save ``state`` as of ``step`` atomically (temp, fsync, rename); a kill never leaves half a file."""
-        self._volume.write_bytes(self._checkpoint_key, encode_checkpoint(state, step))
-        self._checkpoint = (dict(state), step)
-        self._checkpoint_loaded = True
-        self._emit(CheckpointEvent(step=step))
+        data = encode_checkpoint(state, step)  # the objective's state: a TypeError here is the objective's
+        with self._infra(f"save_checkpoint at step {step}"):
+            self._volume.write_bytes(self._checkpoint_key, data)
+            self._checkpoint = (dict(state), step)
+            self._checkpoint_loaded = True
+            self._emit(CheckpointEvent(step=step))

@@ -11,6 +11,13 @@ Contracts, as the controller relies on them:
   before a controller crash is still found.
 * :meth:`Backend.terminate` returns at once and never raises for a worker that
   is already gone.
+* One attempt, one worker: where two live workers run the same attempt (a
+  create answered 500 although it made a pod, a crashed controller's retry),
+  :meth:`Backend.list_live` keeps the oldest and :meth:`Backend.extras` names
+  the others, so the controller meters and terminates them.
+* Time on the provider's clock: :meth:`Backend.provider_now` says what time
+  the provider bills by, where it can tell (a rehearsal's fake RunPod runs
+  faster than the wall clock).
 * What a worker costs travels with its handle (:class:`Billing`): the rate it
   bills at and when its billing began, so the controller can meter every
   attempt without knowing where it runs. :meth:`Backend.launch_rate` says what
@@ -96,6 +103,22 @@ class Backend(ABC):
     @abstractmethod
     def terminate(self, handle: WorkerHandle) -> None:
         """Stop the worker now; silently succeed if it is already gone."""
+
+    def extras(self) -> list[WorkerHandle]:
+        """Surplus live workers seen by the last :meth:`list_live` that duplicate an attempt an older worker runs.
+
+        :meth:`list_live` keeps, per attempt, the oldest worker (by creation
+        time, then id); the others are listed here, with their billing, and
+        the controller meters and terminates them. Default: none.
+        """
+        return []
+
+    def provider_now(self) -> float | None:
+        """Epoch seconds now on the provider's clock, as the last listing's workers report it.
+
+        None: the backend cannot tell; use the wall clock. Never goes backwards.
+        """
+        return None
 
     def reap_dead(self) -> list[WorkerHandle]:
         """Dispose of the study's dead workers seen by the last :meth:`list_live` (exited pods).

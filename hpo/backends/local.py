@@ -4,7 +4,10 @@ The processes are started in their own session, so they outlive a controller
 that is killed, and the next controller finds them again by their environment
 (``HPO_STUDY``, ``HPO_VOLUME``, ``HPO_TRIAL``, ``HPO_ATTEMPT``), exactly as the
 RunPod backend finds pods by name. The pid and start time are also recorded
-on the volume (``launch.json``) for people and tools to read.
+on the volume (``launch.json``) for people and tools to read. Where two live
+processes run one attempt (a stray one started by a crashed controller's
+retry, say), the oldest runs it and the others are :meth:`LocalBackend.extras`,
+for the controller to terminate.
 
 A local process costs nothing: its handles bill $0/h with no GPU, so the cost
 meter records $0 and 0 GPU-seconds; what a local trial used is its
@@ -77,6 +80,12 @@ def _handle_id(pid: int, create_time: float) -> str:
     return f"{pid}@{create_time:.3f}"
 
 
+def _age(handle: WorkerHandle) -> tuple[float, int]:
+    """Sort key: the oldest process first (by start time, then pid)."""
+    pid, _, create_time = handle.id.partition("@")
+    return (float(create_time), int(pid))
+
+
 def _handle(ref: AttemptRef, pid: int, create_time: float) -> WorkerHandle:
     # Free: $0/h and no GPU; the start time still dates the attempt.
     billing = Billing(usd_per_hr=0.0, gpu_count=0, started_at=create_time or None)
@@ -118,6 +127,7 @@ class LocalBackend(Backend):
         self._clock = clock
         self._children: dict[int, tuple[subprocess.Popen[bytes], WorkerHandle]] = {}
         self._kill_at: dict[int, float] = {}  # pid -> when SIGKILL is due
+        self._extras: list[WorkerHandle] = []  # live duplicates of an older process's attempt, by the last listing
 
     def launch(self, ref: AttemptRef) -> WorkerHandle:
         log_path = self._volume.local_path(self._layout.log(ref.trial, ref.attempt))
@@ -151,7 +161,7 @@ class LocalBackend(Backend):
 
     def list_live(self) -> dict[AttemptRef, WorkerHandle]:
         self._reap_children()
-        live: dict[AttemptRef, WorkerHandle] = {}
+        found: dict[str, WorkerHandle] = {}
         for proc in psutil.process_iter(["pid", "create_time", "status"]):
             try:
                 if proc.info["status"] == psutil.STATUS_ZOMBIE:
@@ -165,17 +175,28 @@ class LocalBackend(Backend):
                 ref = AttemptRef(int(env["HPO_TRIAL"]), int(env["HPO_ATTEMPT"]))
             except (KeyError, ValueError):
                 continue
-            pid = proc.info["pid"]
-            handle = _handle(ref, pid, proc.info["create_time"])
-            if ref in live:  # two processes for one attempt: keep the older, the newer is a stray
-                handle = min(live[ref], handle, key=lambda h: float(h.id.split("@")[1]))
-            live[ref] = handle
+            handle = _handle(ref, proc.info["pid"], proc.info["create_time"])
+            found[handle.id] = handle
         # A child forked but not yet exec'd still shows our environment, not its own:
         # our own children count as live until they have exited.
         for _proc, handle in self._children.values():
-            live.setdefault(handle.ref, handle)
+            found.setdefault(handle.id, handle)
+        by_ref: dict[AttemptRef, list[WorkerHandle]] = {}
+        for handle in found.values():
+            by_ref.setdefault(handle.ref, []).append(handle)
+        live: dict[AttemptRef, WorkerHandle] = {}
+        extras: list[WorkerHandle] = []
+        for ref, same in by_ref.items():
+            # Two processes for one attempt: the oldest runs it, the younger ones are strays.
+            live[ref], *others = sorted(same, key=_age)
+            extras.extend(others)
+        self._extras = extras
         self._kill_overdue()
         return live
+
+    def extras(self) -> list[WorkerHandle]:
+        """Live processes of the last listing whose attempt an older process runs (strays to terminate)."""
+        return list(self._extras)
 
     def terminate(self, handle: WorkerHandle) -> None:
         pid = int(handle.detail.get("pid") or handle.id.split("@")[0])

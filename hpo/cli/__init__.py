@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from hpo.cli import _cleanup, _dashboard, _report, _run, _status
 from hpo.cli._common import setup_logging
@@ -33,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; errors become one line on stderr and a non-zero exit code."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    # A shell starts a background job (`hpo run ... &`) with SIGINT ignored, and Python keeps
+    # that: `kill -INT` must still stop the command as Ctrl-C does, cleanly.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.handler(args))
     except HpoError as exc:

@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     controller = build_controller(config, progress=_progress_for(args))
     summary = controller.run()
-    exit_code = 1 if summary.stopped else 0
+    # A run that produced no result because its trials failed is a failure too, for a script.
+    all_failed = summary.complete == 0 and summary.failed > 0 and summary.running == 0
+    exit_code = 1 if summary.stopped or all_failed else 0
     if args.json:
         print_json(dataclasses.asdict(summary))
         return exit_code
@@ -48,9 +50,14 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.failed} failed in {summary.seconds:.0f}s; {best}"
     )
     if summary.stopped:
+        resume = (
+            f"; {summary.running} trial(s) resume with the next `hpo run --study {summary.study}`" if summary.running else ""
+        )
+        print(f"hpo: error: study {summary.study} stopped early: {summary.stopped}{resume}", file=sys.stderr)
+    elif all_failed:
         print(
-            f"hpo: error: study {summary.study} stopped early: {summary.stopped}; "
-            f"{summary.running} trial(s) resume with the next `hpo run --study {summary.study}`",
+            f"hpo: error: study {summary.study}: no trial completed; {summary.failed} failed "
+            f"(`hpo status --study {summary.study}` shows why)",
             file=sys.stderr,
         )
     return exit_code

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
+import numpy as np
+
 from optuna.pruners import (
     HyperbandPruner,
     MedianPruner,
@@ -28,6 +30,18 @@ _SEED_MAX = 2**32 - 1  # numpy's RandomState, which Optuna seeds, refuses larger
 Seed = Annotated[int, PlainValidator(integer(ge=0, le=_SEED_MAX))]
 ReductionFactor = Annotated[int, PlainValidator(integer(ge=2))]
 Percentile = Annotated[float, PlainValidator(number(ge=0, le=100))]
+
+
+def trial_seed(seed: int, trial_number: int) -> int:
+    """The sampler seed for one trial: a stream of its own, derived from the study's seed and its number.
+
+    Optuna seeds a sampler's random stream once, when it is built, so every
+    ``hpo run`` of a resumed study would restart the stream and propose the
+    first run's parameters again (paid for twice). A sampler built per trial
+    from ``(seed, number)`` is as reproducible, and never repeats the stream of
+    another trial, however often the study is interrupted.
+    """
+    return int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
 
 
 def _auto_or_int(value: Any) -> int | Literal["auto"]:
@@ -50,10 +64,10 @@ class TPESamplerConfig(ConfigModel):
     constant_liar: Bool = True
     multivariate: Bool = False
 
-    def build(self) -> TPESampler:
-        """Return a new ``TPESampler`` with these arguments."""
+    def build(self, trial_number: int | None = None) -> TPESampler:
+        """Return a new ``TPESampler`` with these arguments (seeded for ``trial_number``: see :func:`trial_seed`)."""
         return TPESampler(
-            seed=self.seed,
+            seed=self.seed if self.seed is None or trial_number is None else trial_seed(self.seed, trial_number),
             n_startup_trials=self.n_startup_trials,
             constant_liar=self.constant_liar,
             multivariate=self.multivariate,
@@ -66,9 +80,9 @@ class RandomSamplerConfig(ConfigModel):
     type: Literal["random"] = "random"
     seed: Seed | None = None
 
-    def build(self) -> RandomSampler:
-        """Return a new ``RandomSampler``."""
-        return RandomSampler(seed=self.seed)
+    def build(self, trial_number: int | None = None) -> RandomSampler:
+        """Return a new ``RandomSampler`` (seeded for ``trial_number``: see :func:`trial_seed`)."""
+        return RandomSampler(seed=self.seed if self.seed is None or trial_number is None else trial_seed(self.seed, trial_number))
 
 
 SAMPLER_TYPES = ("tpe", "random")

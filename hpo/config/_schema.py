@@ -133,11 +133,17 @@ class Fidelity(ConfigModel):
 
 
 class Budget(ConfigModel):
-    """What the study may spend: trials, parallel trials, attempts per trial, USD, GPU-hours."""
+    """What the study may spend: trials, parallel trials, attempts per trial, USD, GPU-hours.
+
+    ``max_failures_in_a_row``: after that many trials in a row failed with the
+    same error (an import error in the objective, a missing data file), no
+    more trials are launched: the next one would fail the same way, at a price.
+    """
 
     trials: PosInt
     concurrency: PosInt = 1
     max_attempts: PosInt = 3
+    max_failures_in_a_row: PosInt = 3
     usd: PosNumber | None = None
     gpu_hours: PosNumber | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -60,6 +61,24 @@ def make_backend(config: StudyConfig, volume: Volume, *, cache_dir: Path | None 
     )
 
 
+def provider_clock(backend: Backend, wall_clock: Callable[[], float] = time.time) -> Callable[[], float]:
+    """Epoch seconds on the clock the provider bills by: what its workers report, the wall clock until they do.
+
+    A fake RunPod runs faster than the wall clock, and a laptop's clock may be
+    off RunPod's: metering by the pods' own uptimes keeps a budget honest in
+    both. Never goes backwards.
+    """
+    last = -math.inf
+
+    def now() -> float:
+        nonlocal last
+        reported = backend.provider_now()
+        last = max(last, reported if reported is not None else wall_clock())
+        return last
+
+    return now
+
+
 def build_controller(
     config: StudyConfig,
     *,
@@ -68,12 +87,12 @@ def build_controller(
     backend: Backend | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    wall_clock: Callable[[], float] = time.time,
+    wall_clock: Callable[[], float] | None = None,
 ) -> Controller:
     """A controller for ``config``, with every part opened but the lease not yet taken.
 
-    ``wall_clock`` is the provider's clock in epoch seconds (billing is timed on it);
-    tests against the fake RunPod pass the fake's.
+    ``wall_clock`` is the provider's clock in epoch seconds (billing is timed on
+    it); by default the backend's reading of it (:func:`provider_clock`).
     """
     objectives = config.source.parent / "objectives"
     check_objective(config, objectives)
@@ -98,5 +117,5 @@ def build_controller(
         progress=progress,
         clock=clock,
         sleep=sleep,
-        wall_clock=wall_clock,
+        wall_clock=wall_clock or provider_clock(backend),
     )

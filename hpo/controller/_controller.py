@@ -5,15 +5,32 @@ holds the study's lease), and it is the only party that talks to Optuna. It
 runs one poll cycle at a time, in one thread:
 
 1. renew the lease;
-2. list every live worker of the study (one backend call);
-3. read the new bytes of each running attempt's event file, report each new
-   step to the study (the first value for a step wins) and ask the pruner;
-   a prune writes ``control.json`` and terminates the worker in this cycle;
-4. an attempt whose worker is gone without a final event was preempted (or
-   killed): the trial's next attempt resumes from its checkpoint, up to
-   ``budget.max_attempts``;
-5. launch new trials up to ``budget.concurrency`` and ``budget.trials``;
+2. list every live worker of the study (one backend call); a second worker
+   of one attempt is metered and terminated, and a worker no running trial
+   owns is terminated once it has outlived a short grace;
+3. read the new bytes of each running attempt's event file and apply them as
+   one batch: every report reaches the study (the first value for a step
+   wins), a final event already written (``done``, ``pruned``, ``error``) is
+   the verdict, and only then, for a trial still running, the pruner is asked
+   once; a prune writes ``control.json`` and terminates the worker in this cycle;
+4. an attempt whose worker is gone without a verdict was preempted, killed
+   or interrupted by an infrastructure fault: the trial's next attempt
+   resumes from its checkpoint, up to ``budget.max_attempts``;
+5. launch new trials up to ``budget.concurrency`` and ``budget.trials``
+   (each seeded sampler draws from a stream of its trial number's own, so a
+   resumed study never repeats the first run's parameters);
 6. flush the journal to the volume.
+
+Faults of the provider never end a run that retrying can fix: while its API
+is unreachable (5xx, 429, timeouts) a poll applies what the workers wrote and
+decides nothing that needs the listing (no relaunch, no launch), says once a
+minute how long the outage has lasted, and keeps the lease. A create with no
+clear answer is never repeated before a listing has said whether the worker
+exists. What retrying cannot fix (a bad key, an empty balance) ends the run.
+After ``budget.max_failures_in_a_row`` trials failed with the same error,
+nothing more is launched. A controller whose journal was superseded by a
+newer controller's epoch (see :mod:`hpo.journal`) stops at its next flush,
+before acting on anything.
 
 Between steps 2 and 3 the cost meter books what the listing shows (every
 attempt's worker from its creation to the poll it was last seen in), and the
@@ -39,7 +56,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import optuna
@@ -59,7 +76,14 @@ from hpo.cost import (
     load_bills,
     save_bills,
 )
-from hpo.errors import BalanceError, CapacityError, HpoError
+from hpo.errors import (
+    ApiUnavailableError,
+    BalanceError,
+    CapacityError,
+    HpoError,
+    JournalFencedError,
+    LaunchUnknownError,
+)
 from hpo.events import Event, EventTail, FinalEvent, drain
 from hpo.journal import StudyStorage
 from hpo.layout import StudyLayout
@@ -76,6 +100,7 @@ ATTR_ERROR = "error"
 ATTR_LAST_STEP = "last_step"
 ATTR_CPU_SECONDS = "cpu_seconds"  # CPU time the trial's processes used (local backend)
 ATTR_QUEUED = "queued"  # True while the current attempt waits for capacity
+ATTR_INTERRUPTION = "interruption"  # the infrastructure fault (volume, network) that ended an attempt, if one did
 ATTR_BUDGET_STOPS = "budget_stops"  # attempts ended by a budget stop (they do not count against max_attempts)
 
 MAX_QUEUE_DELAY = 300.0  # seconds between launch tries for a trial no GPU type has room for
@@ -83,6 +108,8 @@ COST_SAVE_INTERVAL = 60.0  # seconds between saves of running attempts' cost (jo
 RECONCILE_WINDOW = 86400.0  # seconds after an attempt ended during which its bill is read again (bills settle late)
 BILL_HORIZON = 30 * 86400.0  # an attempt not on the bill after this long never will be (RunPod's default window)
 DASHBOARD_PLOT_ID = "hpo-cost-vs-loss"  # the optuna-dashboard plot the controller keeps up to date
+OUTAGE_NOTICE_INTERVAL = 60.0  # seconds between "API unreachable" lines while an outage lasts
+STRAY_GRACE = 30.0  # seconds a worker no running trial owns may live on (a finished one exits by itself)
 
 
 @dataclass
@@ -101,6 +128,8 @@ class TrialRun:
     queued_until: float | None = None  # no capacity: when to try launching again
     queue_tries: int = 0
     stopping: bool = False  # the budget is spent: told to stop, parked once its worker is gone
+    unconfirmed: bool = False  # its create got no clear answer: the next listing says whether it exists
+    interruption: str | None = None  # the current attempt said an infrastructure fault ended it
 
     @property
     def ref(self) -> AttemptRef:
@@ -181,26 +210,19 @@ class Controller:
         # Attempts pruned by this controller, read on until their last words (their CPU time).
         self._draining: dict[AttemptRef, EventTail] = {}
         self._stopped_now: set[AttemptRef] = set()  # workers the budget stop terminated in this cycle
+        self._failure_streak: tuple[str | None, int] = (None, 0)  # the last failure's error, and how many in a row
+        self._outage_since: float | None = None  # monotonic time the provider's API stopped answering
+        self._outage_noticed = -math.inf  # when the last "unreachable" line was shown
+        self._unowned_since: dict[str, float] = {}  # worker id -> when it was first seen with no running trial
 
     # -- the run ------------------------------------------------------------------------
 
     def run(self) -> RunSummary:
         """Run poll cycles until the study's trial budget is spent and nothing runs."""
         started = self.clock()
-        self.lease.acquire()
+        fenced = False
         try:
-            self.study = optuna.create_study(
-                study_name=self.config.name,
-                storage=self.storage.optuna,
-                sampler=self.config.sampler.build(),
-                pruner=self.config.build_pruner(),
-                direction=self.config.direction,
-                load_if_exists=True,
-            )
-            self.storage.flush()
-            self._load_costs()
-            self._recover()
-            self.progress.start(self.tally)
+            self.begin()
             while True:
                 self.cycle()
                 if not self.runs and self._trials_left() == 0:
@@ -208,37 +230,69 @@ class Controller:
                 if self.launch_stopped and all(run.queued_until is not None for run in self.runs.values()):
                     # Queued trials and those stopped for the budget alike stay RUNNING, for a later run.
                     left = len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-                    self.progress.message(
-                        f"stopped launching: {self.launch_stopped}; {left} trial(s) left to resume "
-                        f"with `hpo run --study {self.config.name}`"
-                    )
+                    resume = f"; {left} trial(s) left to resume with `hpo run --study {self.config.name}`" if left else ""
+                    self.progress.message(f"stopped launching: {self.launch_stopped}{resume}")
                     break
                 self.sleep(self.config.poll_interval)
             self._await_unowned_workers()
             self._settle_costs()
+        except JournalFencedError:
+            # A newer controller drives the study now: touch nothing, not even our own records.
+            fenced = True
+            raise
         except BaseException:
             self._save_costs_on_the_way_out()
             raise
         finally:
-            self.storage.flush()
+            if not fenced:
+                self.storage.flush()
             self.progress.stop(self.tally)
             self.backend.close()
-            self.lease.release()
+            if not fenced:
+                self.lease.release()
         return self._summary(self.clock() - started)
+
+    def begin(self) -> None:
+        """Take the lease, open the study and adopt what an earlier controller left running.
+
+        :meth:`run` calls it first; tests call it, then :meth:`cycle`, one poll at a time.
+        """
+        self.lease.acquire()
+        self.study = optuna.create_study(
+            study_name=self.config.name,
+            storage=self.storage.optuna,
+            sampler=self.config.sampler.build(),
+            pruner=self.config.build_pruner(),
+            direction=self.config.direction,
+            load_if_exists=True,
+        )
+        self.storage.flush()
+        self._load_costs()
+        self._recover()
+        self.progress.start(self.tally)
 
     def cycle(self) -> None:
         """One poll cycle (see the module docstring)."""
         self.lease.renew()
-        live = self.backend.list_live()
-        self.backend.reap_dead()
+        live = self._look()  # None while the provider's API cannot be reached: events still flow
         self._stopped_now.clear()
+        if live is not None:
+            self.backend.reap_dead()
         self._book(live)
+        if live is not None:
+            self._settle_extras()
         sizes = self.volume.sizes([run.tail.key for run in self.runs.values()] + [t.key for t in self._draining.values()])
         self._drain_pruned(live, sizes)
         for run in list(self.runs.values()):
             if run.queued_until is not None:
-                if not self.launch_stopped and self.clock() >= run.queued_until:
+                if live is not None and not self.launch_stopped and self.clock() >= run.queued_until:
                     self._launch(run)
+                continue
+            if live is None:
+                # Nobody can say which workers live: apply what they wrote, decide nothing about their end.
+                self._apply_batch(run, run.tail.poll(sizes.get(run.tail.key)))
+                continue
+            if run.unconfirmed and not self._confirm_launch(run, live):
                 continue
             run.handle = live.get(run.ref)
             if run.stopping and run.handle is not None and run.ref not in self._stopped_now:
@@ -246,25 +300,137 @@ class Controller:
                 self.backend.terminate(run.handle)
                 if self.meter.ended(run.ref, self.wall_clock()):
                     self._cost_dirty.add(run.number)
-            events = run.tail.poll(sizes.get(run.tail.key))
-            for index, event in enumerate(events):
-                self._apply(run, event)
-                if run.finished:
-                    self._last_words(run.ref, events[index + 1 :])  # read already; the verdict came first
-                    break
+            self._apply_batch(run, run.tail.poll(sizes.get(run.tail.key)))
             if not run.finished and run.handle is None:
                 if run.stopping:
                     self._park(run)
                 else:
                     self._attempt_ended(run)
-        self._launch_new_trials()
+        if live is not None:
+            self._sweep_strays(live)
+            self._launch_new_trials()
         self._refresh_tally()
         self._save_costs()
         self.storage.flush()
 
+    # -- the provider: outages, duplicates, strays -----------------------------------------
+
+    def _look(self) -> dict[AttemptRef, WorkerHandle] | None:
+        """One listing of the study's live workers, or None while the provider's API cannot be reached.
+
+        An outage (5xx, 429, timeouts, refused connections, for as long as it
+        lasts) never ends the run: the client has retried within its deadline,
+        and the next poll tries again. Meanwhile reports still reach the
+        study, and workers end themselves when their attempt is over. What
+        retrying cannot fix (a bad key, an empty balance) still raises.
+        """
+        try:
+            live = self.backend.list_live()
+        except ApiUnavailableError as exc:
+            now = self.clock()
+            if self._outage_since is None:
+                self._outage_since = now
+            if now - self._outage_noticed >= OUTAGE_NOTICE_INTERVAL:
+                self._outage_noticed = now
+                self.progress.message(
+                    f"{self.config.name}: {self._provider} API unreachable for {_duration(now - self._outage_since)}, "
+                    f"retrying ({exc})"
+                )
+            return None
+        if self._outage_since is not None:
+            self.progress.message(
+                f"{self.config.name}: {self._provider} API reachable again after "
+                f"{_duration(self.clock() - self._outage_since)}"
+            )
+            self._outage_since, self._outage_noticed = None, -math.inf
+        return live
+
+    @property
+    def _provider(self) -> str:
+        return {"runpod": "RunPod"}.get(self.backend.name, self.backend.name)
+
+    def _wait_for_listing(self) -> dict[AttemptRef, WorkerHandle]:
+        """The first listing of a run: recovery needs it, so wait out an outage (keeping the lease)."""
+        live = self._look()
+        while live is None:
+            self.sleep(self.config.poll_interval)
+            self.lease.renew()
+            live = self._look()
+        return live
+
+    def _settle_extras(self) -> None:
+        """Terminate every surplus worker of an attempt (two pods with one name): it bills, so it is metered."""
+        for handle in self.backend.extras():
+            log.warning("terminating %s: a second worker of %s (the oldest one goes on)", handle.id, handle.ref)
+            self.progress.message(f"terminating duplicate worker {handle.id} of {handle.ref}")
+            self.backend.terminate(handle)
+
+    def _confirm_launch(self, run: TrialRun, live: Mapping[AttemptRef, WorkerHandle]) -> bool:
+        """A create with no clear answer: adopt the worker the listing shows, or launch again if there is none.
+
+        True when the run goes on to the usual checks this poll (its worker found,
+        or its attempt began and is already over); False when it was launched again.
+        """
+        run.unconfirmed = False
+        if run.ref in live or self.volume.exists(run.tail.key):
+            return True  # it exists (or existed: its events say what became of it)
+        self.progress.message(f"trial {run.number}: attempt {run.attempt} was never created; launching it again")
+        self._launch(run)
+        return False
+
+    def _sweep_strays(self, live: Mapping[AttemptRef, WorkerHandle]) -> None:
+        """Terminate workers no running trial owns once they outlived :data:`STRAY_GRACE`.
+
+        A finished or pruned trial's worker ends by itself (or was terminated,
+        maybe during an outage, when that call failed); one that lives on past
+        the grace bills for nothing.
+        """
+        owned = {run.ref for run in self.runs.values()}
+        now = self.clock()
+        seen = {}
+        for ref, handle in live.items():
+            if ref in owned:
+                continue
+            since = seen[handle.id] = self._unowned_since.get(handle.id, now)
+            if now - since >= STRAY_GRACE:
+                log.info("terminating stray worker %s (%s): no running trial owns it", handle.id, ref)
+                self.backend.terminate(handle)
+        self._unowned_since = seen
+
     # -- events -------------------------------------------------------------------------
 
+    def _apply_batch(self, run: TrialRun, events: list[Event]) -> None:
+        """Apply one poll's events of a running attempt, then ask the pruner once.
+
+        Every report the worker wrote reaches the study, however many one poll
+        reads (a worker that went on while no controller was alive wrote many).
+        A final event already written (``done``, ``pruned``, ``error``) is the
+        trial's verdict, whatever the pruner would have said of the reports
+        before it; so the pruner is asked only after the whole batch, for a
+        trial that is still running and not already at its last step (pruning
+        a trial that is about to finish saves nothing and discards a result).
+        """
+        new_reports = 0
+        for index, event in enumerate(events):
+            if event.type == "report" and event.step not in run.reported:
+                new_reports += 1
+            self._apply(run, event)
+            if run.finished:
+                self._last_words(run.ref, events[index + 1 :])  # read already; the verdict came first
+                return
+        if new_reports and not run.stopping:
+            self._ask_pruner(run)
+
+    def _ask_pruner(self, run: TrialRun) -> None:
+        """Prune the running trial if the study's pruner says so (asked once per poll)."""
+        assert self.study is not None
+        if run.last_step is None or run.last_step >= self.config.fidelity.max_step:
+            return
+        if optuna.Trial(self.study, run.trial_id).should_prune():
+            self._prune(run, run.last_step)
+
     def _apply(self, run: TrialRun, event: Event) -> None:
+        """Record one event of the run's attempt in the study (reports never ask the pruner here)."""
         assert self.study is not None
         if isinstance(event, FinalEvent) and event.cpu_seconds is not None:
             self._add_cpu_seconds(run, event.cpu_seconds)
@@ -273,13 +439,11 @@ class Controller:
         if event.type == "report":
             if event.step in run.reported:
                 return  # a resumed attempt repeating a step: the first value stands
-            trial = optuna.Trial(self.study, run.trial_id)
-            trial.report(event.value, event.step)
+            optuna.Trial(self.study, run.trial_id).report(event.value, event.step)
             run.reported.add(event.step)
-            run.last_step, run.last_value = event.step, event.value
-            self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_LAST_STEP, event.step)
-            if trial.should_prune():
-                self._prune(run, event.step)
+            if run.last_step is None or event.step >= run.last_step:
+                run.last_step, run.last_value = event.step, event.value
+            self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_LAST_STEP, run.last_step)
         elif event.type == "user_attr":
             self.storage.optuna.set_trial_user_attr(run.trial_id, event.key, event.value)
         elif event.type == "done":
@@ -289,9 +453,14 @@ class Controller:
         elif event.type == "error":
             self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_ERROR, event.message)
             log.warning("trial %d failed: %s", run.number, event.message)
-            self._finish(run, TrialState.FAIL, None)
+            self._finish(run, TrialState.FAIL, None, error=event.message)
         elif event.type == "preempted":
             pass  # the worker goes away next; _attempt_ended launches the next attempt
+        elif event.type == "interrupted":
+            # No verdict on the trial: like a preemption, the next attempt resumes it (and it counts).
+            run.interruption = event.cause
+            self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_INTERRUPTION, f"attempt {run.attempt}: {event.cause}")
+            log.warning("trial %d attempt %d interrupted: %s", run.number, run.attempt, event.cause)
         elif event.type == "stopped":
             # An ordered stop (budget): the trial stays RUNNING, resumable by a later run.
             self._park(run)
@@ -303,11 +472,13 @@ class Controller:
         self._write_cost_attrs(run.number, run.trial_id)
         self.progress.message(f"trial {run.number} stopped at step {run.last_step}; a later run resumes it")
 
-    def _drain_pruned(self, live: dict[AttemptRef, WorkerHandle], sizes: dict[str, int | None] | None = None) -> None:
+    def _drain_pruned(
+        self, live: Mapping[AttemptRef, WorkerHandle] | None, sizes: dict[str, int | None] | None = None
+    ) -> None:
         """Read pruned attempts' final events (their CPU time) until they come or the worker is gone."""
         for ref, tail in list(self._draining.items()):
             self._last_words(ref, tail.poll(None if sizes is None else sizes.get(tail.key)))
-            if ref in self._draining and ref not in live:
+            if ref in self._draining and live is not None and ref not in live:
                 del self._draining[ref]  # gone without last words (SIGKILL): nothing more will come
 
     def _last_words(self, ref: AttemptRef, events: list[Event]) -> None:
@@ -337,8 +508,22 @@ class Controller:
             self._cost_dirty.update([run.number] if self.meter.ended(run.ref, self.wall_clock()) else [])
         self._draining[run.ref] = run.tail  # its last words (CPU time) may still come
 
-    def _finish(self, run: TrialRun, state: TrialState, value: float | None) -> None:
+    def _count_failure(self, state: TrialState, error: str | None) -> None:
+        """Stop launching once ``budget.max_failures_in_a_row`` trials in a row failed with the same error."""
+        if state != TrialState.FAIL:
+            self._failure_streak = (None, 0)
+            return
+        last, count = self._failure_streak
+        count = count + 1 if error == last else 1
+        self._failure_streak = (error, count)
+        limit = self.config.budget.max_failures_in_a_row
+        if count >= limit and not self.launch_stopped:
+            self.launch_stopped = f"{count} trials in a row failed with the same error ({error or 'no message'})"
+            self.progress.message(f"{self.config.name}: {self.launch_stopped}; no more trials will be launched")
+
+    def _finish(self, run: TrialRun, state: TrialState, value: float | None, error: str | None = None) -> None:
         assert self.study is not None
+        self._count_failure(state, error)
         # Optuna takes a pruned trial's value from its last report; skip_if_finished covers a
         # trial a previous controller told just before it crashed.
         values = [value] if state == TrialState.COMPLETE else None
@@ -360,19 +545,23 @@ class Controller:
         max_attempts = self.config.budget.max_attempts
         storage = self.storage.optuna
         attrs = storage.get_trial(run.trial_id).user_attrs
-        preemptions = int(attrs.get(ATTR_PREEMPTIONS, 0)) + 1
-        storage.set_trial_user_attr(run.trial_id, ATTR_PREEMPTIONS, preemptions)
+        how = f"interrupted ({run.interruption})" if run.interruption else "preempted or killed"
+        if run.interruption is None:
+            preemptions = int(attrs.get(ATTR_PREEMPTIONS, 0)) + 1
+            storage.set_trial_user_attr(run.trial_id, ATTR_PREEMPTIONS, preemptions)
         # Attempts a budget stop ended were no failures of the trial: they do not use up its attempts.
         if run.attempt + 1 - int(attrs.get(ATTR_BUDGET_STOPS, 0)) >= max_attempts:
             reason = (
-                f"attempt {run.attempt} ended without a result (preempted or killed); "
+                f"attempt {run.attempt} ended without a result ({how}); "
                 f"no attempts left (budget.max_attempts = {max_attempts})"
             )
             storage.set_trial_user_attr(run.trial_id, ATTR_ERROR, reason)
             log.warning("trial %d: %s", run.number, reason)
-            self._finish(run, TrialState.FAIL, None)
+            self._finish(run, TrialState.FAIL, None, error="no attempts left")
             return
-        self.progress.message(f"trial {run.number}: attempt {run.attempt} ended without a result; resuming as attempt {run.attempt + 1}")
+        self.progress.message(
+            f"trial {run.number}: attempt {run.attempt} ended without a result ({how}); resuming as attempt {run.attempt + 1}"
+        )
         self._start_attempt(run, run.attempt + 1)
 
     # -- launching ----------------------------------------------------------------------
@@ -387,6 +576,9 @@ class Controller:
         if self.launch_stopped:
             return  # no trial is asked that could not run
         while len(self.runs) < self.config.budget.concurrency and self._trials_left() > 0:
+            if self.config.sampler.seed is not None:
+                # A seeded stream per trial number: a resumed run never re-proposes the first run's params.
+                self.study.sampler = self.config.sampler.build(trial_number=len(self.study.get_trials(deepcopy=False)))
             trial = self.study.ask(self.config.distributions())
             self._write_spec(trial.number, trial.params)
             run = TrialRun(trial.number, trial._trial_id, 0, EventTail(self.volume, self.layout.events(trial.number, 0)))
@@ -413,6 +605,7 @@ class Controller:
         run.attempt = attempt
         run.tail = EventTail(self.volume, self.layout.events(run.number, attempt))
         run.handle = None
+        run.interruption = None
         self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_ATTEMPTS, attempt + 1)
         self.storage.flush()  # the journal names the attempt before it exists in the world
         self._launch(run)
@@ -432,6 +625,14 @@ class Controller:
             run.handle = self.backend.launch(run.ref)
         except CapacityError as exc:
             self._queue(run, str(exc))
+            return
+        except LaunchUnknownError as exc:
+            # The worker may exist (and bill): never create it again before a listing has answered.
+            run.unconfirmed = True
+            self.progress.message(f"trial {run.number}: launch of attempt {run.attempt} unconfirmed ({exc}); checking")
+            return
+        except ApiUnavailableError as exc:
+            self._queue(run, f"{self._provider} API unreachable ({exc})")
             return
         except BalanceError as exc:
             self.launch_stopped = str(exc)
@@ -459,7 +660,7 @@ class Controller:
     def _recover(self) -> None:
         """Adopt the study's running trials and their live workers; terminate strays."""
         assert self.study is not None
-        live = self.backend.list_live()
+        live = self._wait_for_listing()
         now = self.wall_clock()
         # Attempts a previous controller metered whose workers are gone ended unseen: at their last sighting.
         self._cost_dirty |= self.meter.close_unseen(now, live)
@@ -501,10 +702,11 @@ class Controller:
         if attempts == 0:
             self._start_attempt(run, 0)  # asked, but the crash came before its first launch
             return
-        # Earlier attempts are over: replay their reports in order, so the first value per step wins.
+        # Earlier attempts are over: replay their reports in order, so the first value per step
+        # wins; a verdict one of them wrote (a crash before it was told) is the trial's result.
         for attempt in range(run.attempt):
             for event in drain(self.volume, self.layout.events(number, attempt)):
-                if event.type in ("report", "user_attr"):
+                if event.type in ("report", "user_attr", "done", "pruned", "error"):
                     self._apply(run, event)
                     if run.finished:
                         return
@@ -551,10 +753,20 @@ class Controller:
         rate, gpus = self.meter.billing_rate()
         return Spend(self.meter.spent_usd(now), self.meter.spent_gpu_seconds(now), rate, gpus)
 
-    def _book(self, live: dict[AttemptRef, WorkerHandle]) -> None:
-        """Meter this poll's listing, and stop the study if its spend reaches the budget before the next poll."""
+    def _book(self, live: dict[AttemptRef, WorkerHandle] | None) -> None:
+        """Meter this poll's listing, and stop the study if its spend reaches the budget before the next poll.
+
+        Without a listing (an outage) the open bills run on, and a budget stop
+        still orders every trial to stop through its control file.
+        """
         now = self.wall_clock()
-        self._cost_dirty |= self.meter.sweep(live, now)
+        if live is None:
+            if self.guard.limited and not self.budget_stopped:
+                reason = self.guard.exhausted(self._spend(now), self._horizon)
+                if reason is not None:
+                    self._stop_for_budget(reason, {}, now)
+            return
+        self._cost_dirty |= self.meter.sweep(live, now, extras=self.backend.extras())
         if self._last_look is not None:
             # A poll that came late (a slow API, a slow volume) says the next may too.
             self._horizon = max(self.config.poll_interval, now - self._last_look)
@@ -688,7 +900,12 @@ class Controller:
         owned = {run.ref for run in self.runs.values()}
         started = self.clock()
         while True:
-            unowned = [h for ref, h in self.backend.list_live().items() if ref not in owned]
+            try:
+                listing = self.backend.list_live()
+            except ApiUnavailableError as exc:
+                log.warning("study %s: cannot list workers at the end of the run (%s); they end themselves", self.config.name, exc)
+                return
+            unowned = [h for ref, h in listing.items() if ref not in owned]
             waited = self.clock() - started
             if not unowned:
                 return
@@ -740,3 +957,12 @@ class Controller:
             spent_usd=round(self.meter.spent_usd(self.wall_clock()), 6),
             gpu_hours=round(self.meter.spent_gpu_seconds(self.wall_clock()) / 3600.0, 6),
         )
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m``, ``2h05m``: how long, at a glance."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -194,13 +194,18 @@ class CostMeter:
             return True
         return False
 
-    def sweep(self, live: Mapping[AttemptRef, WorkerHandle], now: float) -> set[int]:
+    def sweep(
+        self, live: Mapping[AttemptRef, WorkerHandle], now: float, extras: Iterable[WorkerHandle] = ()
+    ) -> set[int]:
         """Record one poll's listing: every live worker seen, every open bill not listed ended at ``now``.
 
+        ``extras`` are live workers that duplicate an attempt (two pods with one
+        name): they bill too, so each has a record of its own until it is gone.
         Returns the trials whose records changed (new attempt, ended, reopened).
         """
-        changed = {ref.trial for ref, handle in live.items() if self.observe(ref, handle, now)}
-        listed = {(ref.trial, ref.attempt, handle.id) for ref, handle in live.items()}
+        handles = [*live.items(), *((handle.ref, handle) for handle in extras)]
+        changed = {ref.trial for ref, handle in handles if self.observe(ref, handle, now)}
+        listed = {(ref.trial, ref.attempt, handle.id) for ref, handle in handles}
         for trial, bill in self._all():
             if bill.end is None and (trial, bill.attempt, bill.worker) not in listed:
                 bill.end = now

@@ -4,8 +4,10 @@ These routes are the fake's own (RunPod has nothing like them) and need no
 key: the server listens on loopback only. Examples::
 
     curl -X POST localhost:8765/_fake/pods/abc123/preempt
+    curl -X POST localhost:8765/_fake/pods/abc123/kill      # SIGKILL its container (RunPod restarts it)
     curl -X POST localhost:8765/_fake/capacity -d '{"gpuTypeId": "NVIDIA RTX A5000", "available": 0}'
     curl -X POST localhost:8765/_fake/faults -d '{"kind": "create_then_500", "times": 1}'
+    curl -X POST localhost:8765/_fake/faults -d '{"kind": "server_error", "times": 0, "seconds": 120}'  # an outage
     curl -X POST localhost:8765/_fake/balance -d '{"usd": 0}'
     curl localhost:8765/_fake/pods
 """
@@ -37,6 +39,7 @@ class ControlApi:
         return [
             Route("/_fake/pods", self.pods, methods=["GET"]),
             Route("/_fake/pods/{id}/preempt", self.preempt, methods=["POST"]),
+            Route("/_fake/pods/{id}/kill", self.kill, methods=["POST"]),
             Route("/_fake/capacity", self.capacity, methods=["POST"]),
             Route("/_fake/pools", self.pools, methods=["POST"]),
             Route("/_fake/faults", self.faults, methods=["POST"]),
@@ -53,6 +56,14 @@ class ControlApi:
         """Preempt a spot pod now (404 unknown, 409 on-demand or not live)."""
         try:
             view = self.account.preempt(request.path_params["id"])
+        except Refused as refused:
+            return problem(refused.kind.status, refused.message)
+        return JSONResponse(view_json(view))
+
+    async def kill(self, request: Request) -> Response:
+        """SIGKILL a pod's container now, as the OOM killer would (404 unknown, 409 no container running)."""
+        try:
+            view = self.account.kill(request.path_params["id"])
         except Refused as refused:
             return problem(refused.kind.status, refused.message)
         return JSONResponse(view_json(view))
@@ -84,18 +95,24 @@ class ControlApi:
         return JSONResponse({"gpuTypeId": body.get("gpuTypeId"), "denied": denied})
 
     async def faults(self, request: Request) -> Response:
-        """``{"kind": "create_then_500" | "server_error" | "rate_limit", "times": n}``."""
+        """``{"kind": "create_then_500" | "server_error" | "rate_limit", "times": n, "seconds": s}``.
+
+        ``times``: the next n account requests fail; ``seconds``: every one does for s fake seconds (a burst).
+        """
         body = await _json_object(request)
         if isinstance(body, Response):
             return body
         times = body.get("times", 1)
         if not isinstance(times, int):
             return problem(422, "times must be an integer")
+        seconds = body.get("seconds", 0)
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+            return problem(422, "seconds must be a number")
         try:
-            self.account.inject_fault(str(body.get("kind")), times)
+            self.account.inject_fault(str(body.get("kind")), times, seconds=float(seconds))
         except ValueError as exc:
             return problem(400, str(exc))
-        return JSONResponse({"kind": body.get("kind"), "times": times})
+        return JSONResponse({"kind": body.get("kind"), "times": times, "seconds": seconds})
 
     async def balance(self, request: Request) -> Response:
         """GET the balance; POST ``{"usd": x}`` to set it (creates answer 402 at or below 0)."""

@@ -92,6 +92,8 @@ class RestApi:
         gate = self._gate(request)
         if isinstance(gate, Response):
             return gate
+        if self.account.take_fault("list_error"):
+            return problem(500, SOMETHING_WENT_WRONG)
         return JSONResponse({"pods": [self.render(view) for view in self.account.pods()]})
 
     async def create_pod(self, request: Request) -> Response:

@@ -229,7 +229,7 @@ class FakeRunPod:
         self.account.set_pool_denied(gpu_type_id, False)
 
     def inject_fault(self, kind: str, times: int = 1) -> None:
-        """Make the next ``times`` requests fail: ``create_then_500``, ``server_error`` or ``rate_limit``."""
+        """Make the next ``times`` requests fail as ``kind`` (see ``FAULT_KINDS``: ``create_then_500``, ...)."""
         self.account.inject_fault(kind, times)
 
     def set_balance(self, usd: float) -> None:

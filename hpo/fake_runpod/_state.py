@@ -48,11 +48,14 @@ ERROR = "ERROR"
 TERMINATED = "TERMINATED"
 ACTIVE_STATUSES = frozenset({PROVISIONING, STARTING, RUNNING})
 
-FAULT_KINDS: tuple[str, ...] = ("create_then_500", "server_error", "rate_limit")
+FAULT_KINDS: tuple[str, ...] = ("create_then_500", "server_error", "rate_limit", "list_error")
 """``create_then_500``: the next create (REST or GraphQL) makes and bills the pod, then answers 500;
 ``server_error``: the next API request answers 500 and does nothing;
+``list_error``: the next ``GET /v2/pods`` answers 500 (a lookup failing while creates go through);
 ``rate_limit``: the next API request answers 429 with ``Retry-After: 1``.
-Only requests made with an account key count (a pod's own calls never meet a fault)."""
+Only requests made with an account key count (a pod's own calls never meet a fault).
+A fault armed with ``seconds`` (:meth:`Account.inject_fault`) is a burst instead: every
+matching request fails that way until the fake clock has moved on that many seconds (an outage)."""
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -262,6 +265,7 @@ class Account:
         self._capacity: dict[str, int | None] = {}
         self._denied: set[str] = set()
         self._faults: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
+        self._fault_until: dict[str, float] = {}  # kind -> fake time a burst of it lasts until
         # Separate streams, so creating a pod does not shift the preemption dice.
         self._ids = random.Random(f"{seed}:ids")
         self._dice = random.Random(f"{seed}:preempt")
@@ -317,18 +321,35 @@ class Account:
             else:
                 self._denied.discard(gpu_type_id)
 
-    def inject_fault(self, kind: str, times: int = 1) -> None:
-        """Make the next ``times`` matching requests fail as ``kind`` (see :data:`FAULT_KINDS`)."""
+    def inject_fault(self, kind: str, times: int = 1, *, seconds: float = 0.0) -> None:
+        """Make the next ``times`` matching requests fail as ``kind`` (see :data:`FAULT_KINDS`).
+
+        With ``seconds`` > 0, also every matching request for the next ``seconds``
+        fake seconds (a burst: an outage, a rate-limit storm); a new burst of the
+        same kind extends the current one rather than stacking.
+        """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; choose one of {', '.join(FAULT_KINDS)}")
         if times < 0:
             raise ValueError("times must be >= 0")
+        if not seconds >= 0:  # NaN too
+            raise ValueError("seconds must be >= 0")
         with self._lock:
             self._faults[kind] += times
+            if seconds > 0:
+                until = self.clock.now() + seconds
+                self._fault_until[kind] = max(until, self._fault_until.get(kind, until))
+
+    def fault_burst_left(self, kind: str) -> float:
+        """Fake seconds the current burst of ``kind`` still lasts (0 when none)."""
+        with self._lock:
+            return max(0.0, self._fault_until.get(kind, 0.0) - self.clock.now())
 
     def take_fault(self, kind: str) -> bool:
-        """Consume one pending fault of ``kind``; True if there was one."""
+        """Consume one pending fault of ``kind`` (a burst in progress is not consumed); True if there was one."""
         with self._lock:
+            if self._fault_until.get(kind, -math.inf) > self.clock.now():
+                return True
             if self._faults.get(kind, 0) > 0:
                 self._faults[kind] -= 1
                 return True
@@ -516,6 +537,22 @@ class Account:
             if pod.status not in ACTIVE_STATUSES or pod.stopping is not None:
                 raise Refused(Refusal.CONFLICT, f"pod {pod_id} is {pod.status}; only a live pod can be preempted")
             self._begin_stop(pod, self.clock.now(), "preempted")
+            return self._view(pod, self.clock.now())
+
+    def kill(self, pod_id: str) -> FakePodView:
+        """SIGKILL the pod's running container group now, as the OOM killer would (409 if none runs).
+
+        The pod itself lives on: RunPod restarts a container whose command
+        ended, so it runs again after ``restart_delay_seconds``.
+        """
+        with self._lock:
+            self._tick_locked()
+            pod = self._live_pod(pod_id)
+            container = pod.container
+            if pod.status != RUNNING or container is None or container.poll() is not None:
+                raise Refused(Refusal.CONFLICT, f"pod {pod_id} is {pod.status} with no running container to kill")
+            container.kill()
+            self._tick_locked()  # the pod notices its container ended (and schedules the restart)
             return self._view(pod, self.clock.now())
 
     def action(self, pod_id: str, action: str) -> FakePodView:

@@ -1,4 +1,4 @@
-"""The Optuna storage of a study: a journal on the volume, or an RDB URL."""
+"""The Optuna storage of a study: a journal on the volume (fenced by writer epochs), or an RDB URL."""
 
 from __future__ import annotations
 

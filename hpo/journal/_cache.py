@@ -32,13 +32,37 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class CacheState:
-    """What the sidecar records: which volume, how many logs, how many bytes, the last segment seen."""
+    """What the sidecar records: which volume, how many logs and bytes, and what they came from.
+
+    ``covered`` lists every journal object (name relative to the journal folder,
+    and size) whose logs the cache holds, in order. Each open checks them
+    against its listing, so a segment damaged, removed or voided by a newer
+    writer's epoch on the volume is never trusted from the cache.
+    """
 
     volume: str
     logs: int = 0
     bytes: int = 0
-    last_segment: str | None = None
-    last_segment_size: int | None = None
+    covered: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: Any) -> CacheState:
+        """Parse a sidecar; raise ValueError for anything malformed (including sidecars of older versions)."""
+        if not isinstance(raw, dict) or set(raw) != {"volume", "logs", "bytes", "covered"}:
+            raise ValueError("not a cache sidecar")
+        covered = tuple((str(name), int(size)) for name, size in raw["covered"])
+        state = cls(str(raw["volume"]), int(raw["logs"]), int(raw["bytes"]), covered)
+        if state.logs and not state.covered:
+            raise ValueError("logs from nowhere")
+        return state
+
+    def to_json(self) -> dict[str, Any]:
+        covered = [list(entry) for entry in self.covered]
+        return {"volume": self.volume, "logs": self.logs, "bytes": self.bytes, "covered": covered}
+
+    def extends(self, other: CacheState) -> bool:
+        """True if this state holds everything ``other`` holds, from the same objects, and maybe more."""
+        return self.covered[: len(other.covered)] == other.covered and self.logs >= other.logs
 
 
 class JournalCache:
@@ -66,8 +90,7 @@ class JournalCache:
     def read_state(self) -> CacheState:
         """The sidecar's state; a fresh state if it is missing, unreadable or for another volume."""
         try:
-            raw = json.loads(self._meta_path.read_text())
-            state = CacheState(**raw)
+            state = CacheState.from_json(json.loads(self._meta_path.read_text()))
         except (OSError, ValueError, TypeError):
             return CacheState(self.volume_url)
         return state if state.volume == self.volume_url else CacheState(self.volume_url)
@@ -95,17 +118,26 @@ class JournalCache:
         self.path.write_bytes(b"")
         self._write_state(CacheState(self.volume_url))
 
-    def extend(self, state: CacheState, data: bytes, logs: int, segment: str, segment_size: int) -> CacheState:
-        """Append ``logs`` logs (``data``, whole lines) read from ``segment``; return the new state."""
+    def extend(self, state: CacheState, data: bytes, logs: int, name: str, size: int) -> CacheState:
+        """Append ``logs`` logs (``data``, whole lines) read from journal object ``name`` of ``size`` bytes.
+
+        Returns the new state. ``state`` must be what the sidecar holds now. Call under the lock.
+        """
         with open(self.path, "ab") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        new = CacheState(self.volume_url, state.logs + logs, state.bytes + len(data), segment, segment_size)
+        new = CacheState(self.volume_url, state.logs + logs, state.bytes + len(data), (*state.covered, (name, size)))
         self._write_state(new)
         return new
 
+    def read_tail(self, start: int, end: int) -> bytes:
+        """The cache file's bytes ``start..end-1`` (another process's extension). Call under the lock."""
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+
     def _write_state(self, state: CacheState) -> None:
         tmp = self._meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state.__dict__))
+        tmp.write_text(json.dumps(state.to_json()))
         os.replace(tmp, self._meta_path)

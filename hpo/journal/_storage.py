@@ -19,8 +19,18 @@ class StudyStorage:
     optuna: BaseStorage
     journal: VolumeJournalBackend | None = None
 
+    @property
+    def epoch(self) -> int | None:
+        """The journal writer's epoch (None for a reader or an RDB storage)."""
+        return self.journal.epoch if self.journal is not None else None
+
     def flush(self) -> None:
-        """Make every write so far durable on the volume (RDB writes already are)."""
+        """Make every write so far durable on the volume (RDB writes already are).
+
+        Raises:
+            JournalFencedError: A controller with a newer epoch took the study
+                over; the caller must stop at once and act on nothing.
+        """
         if self.journal is not None:
             self.journal.flush()
 

@@ -5,6 +5,9 @@ resumes from the checkpoint, so tests can interrupt it anywhere and compare
 the curve with the formula. Trial ``fail_trial`` (a param, -1 for none)
 raises at step 2, to test a failing objective; with ``garbage`` true, trial 0
 writes a garbage line and a torn report into its own event file at step 2.
+With a ``gate`` parameter (a file path), every trial waits at step 2 until
+the test creates that file: a test holds a study running that way, never by
+hoping it is slow enough.
 """
 
 from __future__ import annotations
@@ -44,14 +47,24 @@ def write_garbage_and_a_torn_report(trial: Any, step: int, value: float) -> None
     _append_raw(path, line[9:])
 
 
+def _wait_for_gate(path: Path, deadline: float = 600.0) -> None:
+    """Hold the trial until the test opens ``path``; a test that died never leaves it forever."""
+    started = time.monotonic()
+    while not path.exists() and time.monotonic() - started < deadline:
+        time.sleep(0.05)
+
+
 def objective(trial: Any) -> float:
     x = trial.suggest_float("x", 0.0, 1.0)
     pace = float(trial.suggest_categorical("pace", None))
     fail_trial = int(trial.suggest_categorical("fail_trial", None))
     garbage = bool(trial.suggest_categorical("garbage", None))
+    gate = trial.params.get("gate")  # a file the test writes when this trial may go on (none: never waits)
     state = trial.load_checkpoint() or {"steps_run": 0}
     for step in range(trial.resume_step + 1, trial.max_step + 1):
         time.sleep(pace)
+        if gate and gate != "none" and step == 2:
+            _wait_for_gate(Path(gate))
         if trial.number == fail_trial and step == 2:
             raise RuntimeError(f"boom at step {step}")
         state["steps_run"] += 1

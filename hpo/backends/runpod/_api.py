@@ -8,15 +8,27 @@ one of our frozen dataclasses; everything raised is a :class:`CloudError`
 subclass chosen by status code.
 
 Retries follow idempotency: GET and DELETE are retried on 5xx, 429 and
-connection errors; a create only on 429, and after a 5xx on a create the pod
-is looked up by name before anything is tried again, because RunPod can
-answer 500 for a pod it did make (and bills).
+connection errors; a create only on 429 and on a connection that never
+opened. Every call has a deadline (``deadline``, about 20 s, waits included)
+as well as a cap on tries, so one controller poll never outlives the study's
+lease; a call that runs out of either on a failure worth retrying raises
+:class:`ApiUnavailableError`, which the controller rides out. ``Retry-After``
+is honoured, capped at ``max_wait``.
+
+Creates are never posted twice for one pod: after a 5xx on a create (or an
+answer lost on the way), the pod is looked up by name with the retrying
+listing, because RunPod can answer 500 for a pod it did make (and bills). A
+pod of that name is the answer; a listing that answered without it lets the
+create be tried again; no listing answering raises
+:class:`LaunchUnknownError`: the pod may exist, and nothing may create that
+attempt again until a listing has answered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -25,14 +37,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+from urllib3.exceptions import ConnectTimeoutError
 
 from hpo.errors import (
     ApiError,
+    ApiUnavailableError,
     AuthError,
     BalanceError,
     CapacityError,
     CloudError,
+    LaunchUnknownError,
     PoolDeniedError,
     RequestRejectedError,
 )
@@ -82,6 +104,19 @@ class Pod:
     data_center: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
+    #: Seconds since the pod's container started (v2 ``runtime.uptime``; only while RUNNING).
+    uptime_s: float | None = None
+
+    def provider_time(self) -> float | None:
+        """Epoch seconds on RunPod's clock when the pod was listed: ``startedAt`` + uptime (None if unknown).
+
+        ``startedAt`` is when the pod first ran, the uptime counts from its
+        container's last start: after a container restart the sum falls short
+        of RunPod's time (never beyond it), so take the largest over pods.
+        """
+        if self.started_at is None or self.uptime_s is None:
+            return None
+        return self.started_at.astimezone(UTC).timestamp() + self.uptime_s
 
 
 @dataclass(frozen=True)
@@ -115,10 +150,42 @@ class GpuPrice:
 class _Transient(Exception):
     """A failure worth another try (carries the error to raise if tries run out)."""
 
-    def __init__(self, error: CloudError, retry_after: float | None = None) -> None:
+    def __init__(self, error: ApiUnavailableError, retry_after: float | None = None) -> None:
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+
+
+class _MaybeDone(Exception):
+    """A create that may have happened: answered 5xx, or its answer was lost. Never retried blindly."""
+
+    def __init__(self, error: ApiUnavailableError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# Failures of the transport worth another try (the rest, a malformed URL say, are our own mistakes).
+_TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+def _was_sent(exc: requests.RequestException) -> bool:
+    """False only when the request surely never reached RunPod (no connection was ever opened)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, ConnectTimeoutError)  # urllib3: refused, DNS and connect timeouts
+
+
+def _uptime(runtime: Any) -> float | None:
+    """v2 ``runtime.uptime`` (seconds since the container started), or None where missing or not a sane number."""
+    if not isinstance(runtime, Mapping):
+        return None
+    value = runtime.get("uptime")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -153,6 +220,7 @@ def pod_from_json(raw: Mapping[str, Any]) -> Pod:
         data_center=raw.get("dataCenterId"),
         created_at=_parse_time(raw.get("createdAt")),
         started_at=_parse_time(raw.get("startedAt")),
+        uptime_s=_uptime(raw.get("runtime")),
     )
 
 
@@ -230,10 +298,14 @@ class RunPodApi:
         api_key: Sent as ``Authorization: Bearer``; never logged.
         rest_url: REST base (``RUNPOD_API_URL``), without ``/v2``.
         graphql_base: GraphQL base (``RUNPOD_API_BASE_URL``); ``/graphql`` is appended.
-        timeout: Seconds per HTTP call.
+        timeout: Seconds per HTTP call (less where the call's deadline is nearer).
         attempts: Tries per call where a retry is allowed.
         sleep: How to wait between tries (injectable for tests).
         max_wait: Cap on one wait, whatever ``Retry-After`` says.
+        deadline: Seconds one call may take in all, waits and tries included
+            (a create: its lookups too); past it a failure worth retrying
+            raises :class:`ApiUnavailableError` rather than waiting on. Keep
+            it well under the study's lease (60 s).
     """
 
     def __init__(
@@ -245,7 +317,8 @@ class RunPodApi:
         timeout: float = 30.0,
         attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
-        max_wait: float = 30.0,
+        max_wait: float = 10.0,
+        deadline: float = 20.0,
     ) -> None:
         self._rest = rest_url.rstrip("/")
         self._graphql = graphql_base.rstrip("/") + "/graphql"
@@ -253,6 +326,7 @@ class RunPodApi:
         self._attempts = attempts
         self._sleep = sleep
         self._max_wait = max_wait
+        self._deadline = deadline
         self._backoff = wait_exponential_jitter(multiplier=0.5, max=max_wait)  # 0.5 s, 1 s, 2 s, ... plus jitter
         self._session = requests.Session()
         self._session.headers.update({"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
@@ -283,13 +357,19 @@ class RunPodApi:
 
     def list_pods(self) -> list[Pod]:
         """Every pod of the account (one call; matched to attempts by name upstream)."""
-        body = self._call("GET", "/v2/pods")
-        return [pod_from_json(raw) for raw in body.get("pods", [])]
+        return self._list_pods(self._until())
+
+    def _list_pods(self, until: float) -> list[Pod]:
+        body = self._call("GET", "/v2/pods", until=until)
+        return [pod_from_json(raw) for raw in (body or {}).get("pods", [])]
 
     def get_pod(self, pod_id: str) -> Pod | None:
         """The pod, or None if RunPod does not know it (any more)."""
+        return self._get_pod(pod_id, self._until())
+
+    def _get_pod(self, pod_id: str, until: float) -> Pod | None:
         try:
-            return pod_from_json(self._call("GET", f"/v2/pods/{pod_id}"))
+            return pod_from_json(self._call("GET", f"/v2/pods/{pod_id}", until=until))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -304,43 +384,87 @@ class RunPodApi:
                 raise
 
     def create_pod(self, request: PodRequest) -> Pod:
-        """Create an on-demand pod through REST v2; returns once RunPod accepted it."""
+        """Create an on-demand pod through REST v2; returns once RunPod accepted it.
+
+        Raises :class:`LaunchUnknownError` when the create may have made the
+        pod and no lookup by name could tell (see the module docstring).
+        """
         body = create_body(request)
-        for _ in range(self._attempts):
-            try:
-                return pod_from_json(self._call("POST", "/v2/pods", json_body=body, retry=False))
-            except ApiError as exc:
-                if exc.status is None or exc.status < 500:
-                    raise
-                # RunPod can answer 500 for a pod it made: find it before trying again.
-                made = self._find_by_name(request.name)
-                if made is not None:
-                    log.info("create of %s answered %s, but the pod exists (%s): using it", request.name, exc.status, made.id)
-                    return made
-                self._sleep(min(self._max_wait, 2.0))
-        raise ApiError(f"POST /v2/pods for {request.name!r} kept failing with 5xx", method="POST", path="/v2/pods")
+
+        def post(until: float) -> Pod:
+            return pod_from_json(self._call("POST", "/v2/pods", json_body=body, retry=False, until=until))
+
+        return self._create_once(request.name, post, method="POST", path="/v2/pods")
 
     def create_spot_pod(self, request: PodRequest, bid_per_gpu: float) -> Pod:
-        """Create a spot (interruptible) pod through GraphQL ``podRentInterruptable``."""
+        """Create a spot (interruptible) pod through GraphQL ``podRentInterruptable``.
+
+        Raises :class:`LaunchUnknownError` like :meth:`create_pod`.
+        """
         query = (
             "mutation { podRentInterruptable(input: "
             + _gql(spot_input(request, bid_per_gpu))
             + ") { id desiredStatus imageName machineId } }"
         )
-        for _ in range(self._attempts):
-            try:
-                data = self._graphql_call(query, field_name="podRentInterruptable", retry=False)
-            except ApiError as exc:
-                if exc.status is None or exc.status < 500:
-                    raise
-                made = self._find_by_name(request.name)
-                if made is not None:
-                    return made
-                self._sleep(min(self._max_wait, 2.0))
-                continue
+
+        def post(until: float) -> Pod:
+            data = self._graphql_call(query, field_name="podRentInterruptable", retry=False, until=until)
+            if not isinstance(data, Mapping) or not data.get("id"):
+                raise _MaybeDone(ApiUnavailableError(
+                    f"podRentInterruptable for {request.name!r} answered without a pod id",
+                    method="POST", path="/graphql",
+                ))
             pod_id = str(data["id"])
-            return self.get_pod(pod_id) or Pod(id=pod_id, name=request.name, status="provisioning", gpu_type=request.gpu_type)
-        raise ApiError(f"podRentInterruptable for {request.name!r} kept failing with 5xx", method="POST", path="/graphql")
+            accepted = Pod(
+                id=pod_id, name=request.name, status="provisioning",
+                gpu_type=request.gpu_type, gpu_count=request.gpu_count,
+            )
+            try:
+                return self._get_pod(pod_id, until) or accepted
+            except ApiUnavailableError:
+                return accepted  # made for sure: never let a failing read-back make it look unmade
+
+        return self._create_once(request.name, post, method="POST", path="/graphql")
+
+    def _create_once(self, name: str, post: Callable[[float], Pod], *, method: str, path: str) -> Pod:
+        """Post a create until it is answered, never posting again before a lookup by name has answered.
+
+        After a 5xx (or a lost answer) the pod is looked up by name: found, it
+        is the answer; absent (the listing answered), the create may be posted
+        again; no listing answering within the deadline: :class:`LaunchUnknownError`.
+        """
+        until = self._until()
+        for round_ in range(self._attempts):
+            try:
+                return post(until)
+            except _MaybeDone as lost:
+                made = self._lookup(name, until, lost.error)
+                if made is not None:
+                    log.info("create of %s failed (%s), but the pod exists (%s): using it", name, lost.error, made.id)
+                    return made
+                log.warning("create of %s failed (%s) and no pod of that name exists", name, lost.error)
+            wait = min(self._max_wait, 2.0)
+            if round_ + 1 >= self._attempts or time.monotonic() + wait >= until:
+                break
+            self._sleep(wait)
+        raise ApiUnavailableError(
+            f"{method} {path}: creating {name!r} kept failing (5xx or no answer); a lookup by name shows no such pod",
+            method=method, path=path,
+        )
+
+    def _lookup(self, name: str, until: float, cause: ApiUnavailableError) -> Pod | None:
+        """The pod named ``name`` after a create that may have made it; LaunchUnknownError if no listing answers."""
+        try:
+            pods = self._list_pods(until)
+        except ApiUnavailableError as exc:
+            raise LaunchUnknownError(
+                f"{cause} and no lookup by name has answered since ({exc}): pod {name!r} may exist; "
+                f"list the pods before creating it again",
+                method=cause.method, path=cause.path, status=cause.status, detail=cause.detail,
+            ) from None
+        # A terminated pod is not the one just made (it would be one of an earlier try, already ended).
+        named = [pod for pod in pods if pod.name == name and pod.status != "terminated"]
+        return min(named, key=by_age, default=None)
 
     def gpu_price(self, gpu_type: str) -> GpuPrice:
         """Secure-cloud on-demand and spot prices of ``gpu_type`` from GraphQL ``gpuTypes``."""
@@ -400,52 +524,89 @@ class RunPodApi:
                 billed[str(pod_id)] = billed.get(str(pod_id), 0.0) + float(amount)
         return billed
 
-    def _find_by_name(self, name: str) -> Pod | None:
-        try:
-            return next((pod for pod in self.list_pods() if pod.name == name), None)
-        except CloudError:
-            return None
-
     # -- HTTP -----------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, json_body: Any = None, retry: bool | None = None) -> Any:
-        """One REST call with the retry policy of its method; returns the parsed JSON (or None)."""
+    def _until(self) -> float:
+        """The monotonic instant a call starting now must end by."""
+        return time.monotonic() + self._deadline
+
+    def _request_timeout(self, until: float) -> float:
+        """Seconds one HTTP request may take: the per-request timeout, less where the deadline is nearer."""
+        return min(self._timeout, max(1.0, until - time.monotonic()))
+
+    def _send(
+        self, method: str, path: str, what: str, idempotent: bool, until: float, *, json_body: Any = None
+    ) -> requests.Response:
+        """One HTTP request; a transport failure becomes the exception its retry policy needs."""
+        url = self._graphql if path == "/graphql" else self._rest + path
+        try:
+            return self._session.request(method, url, json=json_body, timeout=self._request_timeout(until))
+        except _TRANSPORT_ERRORS as exc:
+            base = self._graphql if path == "/graphql" else self._rest
+            error = ApiUnavailableError(
+                f"{what}: cannot reach RunPod at {base} ({type(exc).__name__})", method=method, path=path
+            )
+            if idempotent or not _was_sent(exc):
+                raise _Transient(error) from exc
+            raise _MaybeDone(error) from exc
+        except requests.RequestException as exc:  # a malformed URL and the like: retrying will not help
+            raise ApiError(f"{what}: {type(exc).__name__}: {exc}", method=method, path=path) from exc
+
+    @staticmethod
+    def _json(response: requests.Response, method: str, path: str, idempotent: bool) -> Any:
+        """A 2xx answer's JSON (None if empty); an unreadable body is a lost answer."""
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            error = ApiUnavailableError(
+                f"{method} {path}: {response.status_code} with a body that is not JSON",
+                method=method, path=path, status=response.status_code,
+            )
+            if idempotent:
+                raise _Transient(error) from None
+            raise _MaybeDone(error) from None
+
+    def _call(
+        self, method: str, path: str, *, json_body: Any = None, retry: bool | None = None, until: float | None = None
+    ) -> Any:
+        """One REST call with the retry policy of its method; returns the parsed JSON (or None).
+
+        ``retry=False`` is for creates only: a 5xx or a lost answer raises
+        :class:`_MaybeDone` for :meth:`_create_once` to resolve.
+        """
         idempotent = method in ("GET", "DELETE") if retry is None else retry
-        url = self._rest + path
+        until = self._until() if until is None else until
 
         def once() -> Any:
-            try:
-                response = self._session.request(method, url, json=json_body, timeout=self._timeout)
-            except requests.RequestException as exc:
-                error = ApiError(f"{method} {path}: cannot reach RunPod ({type(exc).__name__})", method=method, path=path)
-                if idempotent:
-                    raise _Transient(error) from exc
-                raise error from exc
+            response = self._send(method, path, f"{method} {path}", idempotent, until, json_body=json_body)
             if response.status_code < 300:
-                return response.json() if response.content else None
+                return self._json(response, method, path, idempotent)
             error = self._error(method, path, response)
-            retry_after = _retry_after(response)
-            if response.status_code == 429 or (idempotent and response.status_code >= 500):
-                raise _Transient(error, retry_after)
+            if isinstance(error, ApiUnavailableError):  # 429 or 5xx
+                if response.status_code == 429 or idempotent:  # a 429 was not acted on: always safe to retry
+                    raise _Transient(error, _retry_after(response))
+                raise _MaybeDone(error)
             raise error
 
-        return self._with_retries(once)
+        return self._with_retries(once, until)
 
-    def _graphql_call(self, query: str, *, field_name: str, retry: bool) -> Any:
+    def _graphql_call(self, query: str, *, field_name: str, retry: bool, until: float | None = None) -> Any:
+        until = self._until() if until is None else until
+
         def once() -> Any:
-            try:
-                response = self._session.post(self._graphql, json={"query": query}, timeout=self._timeout)
-            except requests.RequestException as exc:
-                error = ApiError(f"GraphQL {field_name}: cannot reach RunPod ({type(exc).__name__})", method="POST", path="/graphql")
-                if retry:
-                    raise _Transient(error) from exc
-                raise error from exc
+            response = self._send("POST", "/graphql", f"GraphQL {field_name}", retry, until, json_body={"query": query})
             if response.status_code >= 300:
                 error = self._error("POST", "/graphql", response)
-                if response.status_code == 429 or (retry and response.status_code >= 500):
-                    raise _Transient(error, _retry_after(response))
+                if isinstance(error, ApiUnavailableError):  # 429 or 5xx
+                    if response.status_code == 429 or retry:
+                        raise _Transient(error, _retry_after(response))
+                    raise _MaybeDone(error)
                 raise error
-            body = response.json()
+            body = self._json(response, "POST", "/graphql", retry)
+            if not isinstance(body, dict):
+                body = {}
             errors = body.get("errors") or []
             if errors:
                 # GraphQL reports failures with HTTP 200 and a message only.
@@ -456,27 +617,38 @@ class RunPodApi:
                 raise kind(f"RunPod {field_name}: {message}", method="POST", path="/graphql", status=200, detail=message)
             return (body.get("data") or {}).get(field_name)
 
-        return self._with_retries(once)
+        return self._with_retries(once, until)
 
-    def _with_retries(self, once: Callable[[], Any]) -> Any:
+    def _with_retries(self, once: Callable[[], Any], until: float) -> Any:
+        """Run ``once`` until it answers, the tries run out, or the next try would start past ``until``."""
+
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Transient) and exc.retry_after is not None:
                 return min(self._max_wait, exc.retry_after)
             return min(self._max_wait, self._backoff(state))
 
+        tries = 0
+        began = time.monotonic()
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self._attempts),
+                # The attempt cap, and the deadline: no try starts (no wait begins) that would end past it.
+                stop=stop_after_attempt(self._attempts) | stop_before_delay(max(0.0, until - began)),
                 wait=wait,
                 retry=retry_if_exception_type(_Transient),
                 sleep=self._sleep,
                 reraise=True,
             ):
                 with attempt:
+                    tries += 1
                     return once()
         except _Transient as exc:
-            raise exc.error from None
+            error = exc.error
+            raise ApiUnavailableError(
+                f"{error} (gave up after {tries} {'try' if tries == 1 else 'tries'} "
+                f"in {time.monotonic() - began:.0f}s)",
+                method=error.method, path=error.path, status=error.status, detail=error.detail,
+            ) from None
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -508,7 +680,15 @@ class RunPodApi:
             return RequestRejectedError(text, **args)
         if status == 400 and path == "/v2/pods" and method == "POST":
             return (CapacityError if is_capacity_message(detail) else RequestRejectedError)(text, **args)
+        if status == 429 or status >= 500:
+            return ApiUnavailableError(text, **args)
         return ApiError(text, **args)
+
+
+def by_age(pod: Pod) -> tuple[float, str]:
+    """Sort key: the oldest pod first (by creation time, then id; an undated pod last)."""
+    created = pod.created_at.astimezone(UTC).timestamp() if pod.created_at is not None else math.inf
+    return (created, pod.id)
 
 
 def _retry_after(response: requests.Response) -> float | None:

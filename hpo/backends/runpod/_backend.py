@@ -7,11 +7,23 @@ is skipped for good, and when every type is sold out the launch raises
 ``spot: true`` rents spot pods only; ``spot: prefer`` falls back to on-demand
 when no type has spot capacity; ``spot: false`` is on-demand only.
 
+Launching never creates one attempt's pod twice: a create that RunPod
+answered with a 5xx, and that no lookup by name could settle, raises
+:class:`LaunchUnknownError` at once, without trying the next GPU type (the
+pod of the first may exist); the controller lets a later listing tell.
+
 Polling is one ``GET /v2/pods`` per cycle for the whole study, matched to
 attempts by name, so a pod created just before a controller crash is found
-by the next one. A pod that has exited (a spot preemption stops it) is
-terminated as soon as it is seen: it can never run again for us, and no pod
-outlives its attempt.
+by the next one. Where two live pods carry one attempt's name, the oldest
+runs the attempt and the others are :meth:`RunPodBackend.extras`, for the
+controller to meter and terminate. A pod that has exited (a spot preemption
+stops it) is terminated as soon as it is seen: it can never run again for
+us, and no pod outlives its attempt.
+
+RunPod's clock: a running pod's ``startedAt`` plus its ``runtime.uptime``
+is RunPod's time at the listing; :meth:`RunPodBackend.provider_now` carries
+the latest such reading forward by the wall time since. A rehearsal's fake
+RunPod runs its clock faster than the wall's, and bills by its own.
 
 Every handle carries what its pod costs (:class:`Billing`): the pod's own
 ``cost`` and creation time, so the controller meters it from the moment RunPod
@@ -30,10 +42,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hpo.backends._base import AttemptRef, Backend, Billing, LaunchRate, WorkerHandle
-from hpo.backends.runpod._api import Pod, PodRequest, RunPodApi
+from hpo.backends.runpod._api import Pod, PodRequest, RunPodApi, by_age
 from hpo.config import RunPodCompute, RunPodVolume
 from hpo.cost._prices import PriceBook, load_price_book, price_cache_file
-from hpo.errors import BackendError, CapacityError, CloudError, PoolDeniedError, RequestRejectedError
+from hpo.errors import (
+    BackendError,
+    CapacityError,
+    CloudError,
+    LaunchUnknownError,
+    PoolDeniedError,
+    RequestRejectedError,
+)
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
 
@@ -67,7 +86,7 @@ class RunPodBackend(Backend):
         volume_config: The study's network volume (mounted at its ``mount_path``).
         volume: The same volume as this machine reaches it (for launch records).
         api: The API client.
-        clock: Wall-clock seconds (for uptimes), injectable.
+        clock: Wall-clock seconds (for uptimes, and to carry RunPod's clock on between listings), injectable.
         cache_dir: Where RunPod's prices are cached (None: not cached).
     """
 
@@ -94,6 +113,9 @@ class RunPodBackend(Backend):
         self._denied: set[str] = set()
         self._terminated: set[str] = set()
         self._dead: dict[str, WorkerHandle] = {}  # exited pods seen by the last listing
+        self._extras: list[WorkerHandle] = []  # live pods duplicating an older pod's attempt, by the last listing
+        self._provider_sample: tuple[float, float] | None = None  # (wall time, RunPod's time) at the last reading
+        self._provider_last: float | None = None  # the last provider_now() answered: it never goes backwards
         self._cache_dir = cache_dir
         self._prices: PriceBook | None = None
         self._unpriced_warned = False
@@ -110,6 +132,9 @@ class RunPodBackend(Backend):
                     continue
                 try:
                     pod = self._create(name, ref, gpu_type, spot)
+                except LaunchUnknownError:
+                    # The pod of this type may exist: another type's create could make a second one.
+                    raise
                 except CapacityError:
                     sold_out.append(f"{gpu_type} ({'spot' if spot else 'on-demand'})")
                     continue
@@ -238,17 +263,58 @@ class RunPodBackend(Backend):
     # -- polling and stopping -----------------------------------------------------------
 
     def list_live(self) -> dict[AttemptRef, WorkerHandle]:
-        live: dict[AttemptRef, WorkerHandle] = {}
+        pods = self._api.list_pods()
+        self._read_provider_clock(pods, self._clock())
+        by_ref: dict[AttemptRef, list[Pod]] = {}
         self._dead = {}
-        for pod in self._api.list_pods():
+        for pod in pods:
             ref = parse_pod_name(self._study, pod.name)
             if ref is None:
                 continue
             if pod.status in _LIVE:
-                live[ref] = self._handle(ref, pod, spot=None)
+                by_ref.setdefault(ref, []).append(pod)
             elif pod.id not in self._terminated:
                 self._dead[pod.id] = self._handle(ref, pod, spot=None)
+        live: dict[AttemptRef, WorkerHandle] = {}
+        extras: list[WorkerHandle] = []
+        for ref, same in by_ref.items():
+            oldest, *others = sorted(same, key=by_age)
+            live[ref] = self._handle(ref, oldest, spot=None)
+            for pod in others:
+                log.warning("study %s: pod %s duplicates %s (pod %s runs it)", self._study, pod.id, ref, oldest.id)
+                extras.append(self._handle(ref, pod, spot=None))
+        self._extras = extras
         return live
+
+    def extras(self) -> list[WorkerHandle]:
+        """Live pods of the last listing whose attempt an older pod of the same name runs."""
+        return list(self._extras)
+
+    def _read_provider_clock(self, pods: list[Pod], wall: float) -> None:
+        """Remember RunPod's time at this listing: the latest ``startedAt`` + uptime over its pods.
+
+        Any pod of the account reads the same clock. A pod whose container
+        restarted reads short (its ``startedAt`` predates the container's
+        start), never long, so the largest reading is the best.
+        """
+        readings = [t for t in (pod.provider_time() for pod in pods) if t is not None]
+        if readings:
+            self._provider_sample = (wall, max(readings))
+
+    def provider_now(self) -> float | None:
+        """RunPod's time now: the last listing's reading advanced by the wall time since; None before any.
+
+        Never goes backwards, though a later listing may read less than the
+        wall-clock extrapolation of an earlier one.
+        """
+        if self._provider_sample is None:
+            return None
+        wall, provider = self._provider_sample
+        now = provider + max(0.0, self._clock() - wall)
+        if self._provider_last is not None:
+            now = max(now, self._provider_last)
+        self._provider_last = now
+        return now
 
     def reap_dead(self) -> list[WorkerHandle]:
         # Exited (a preemption stops a spot pod) or broken: it will not run its
