@@ -39,7 +39,7 @@ RATE_LIMIT_SECONDS = (20.0, 60.0)
 OUTAGE_SECONDS = (60.0, 300.0)
 """Fake seconds a 5xx burst lasts: one to five fake minutes (3 to 15 real seconds at 20x); RunPod's last minutes."""
 
-PRUNED_SHARE = 0.45
+PRUNED_SHARE = 0.55
 """Share of trials x max_step the study is expected to report, pruning included: moments are placed within it."""
 
 

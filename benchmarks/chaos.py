@@ -528,6 +528,10 @@ def run_chaos(args: argparse.Namespace, work: Path, say: Callable[[str], None]) 
         world.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the harness; exit 0 when every invariant held, 1 when one broke, 2 when it could not run."""
     args = resolve(build_parser().parse_args(argv))
@@ -539,6 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             err.print(f"[dim]{time.monotonic() - started:7.1f}s[/dim] {text}", markup=True, soft_wrap=True)
 
     work = Path(tempfile.mkdtemp(prefix="hpo-chaos-"))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` and timeouts tear down like Ctrl-C: no pod left behind
     try:
         census, plan = run_chaos(args, work, say)
     except KeyboardInterrupt:

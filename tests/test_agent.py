@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import signal
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hpo.agent import AttemptAddress, run_attempt
-from hpo.code import publish_objectives
 from hpo.errors import ObjectiveError
 from hpo.events import DoneEvent, drain, encode_event
-from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
 from hpo.volume import DirectoryVolume
+
+from agent_support import LAYOUT, publish_trials
 
 OBJECTIVES = {
     "good": """
@@ -73,8 +72,6 @@ OBJECTIVES = {
     """,
 }
 
-LAYOUT = StudyLayout("s")
-
 
 @pytest.fixture(autouse=True)
 def keep_sigterm_handler() -> Iterator[None]:
@@ -85,17 +82,11 @@ def keep_sigterm_handler() -> Iterator[None]:
 
 @pytest.fixture
 def volume(tmp_path: Path) -> DirectoryVolume:
-    folder = tmp_path / "objectives"
-    folder.mkdir()
-    for name, code in OBJECTIVES.items():
-        (folder / f"{name}.py").write_text(textwrap.dedent(code))
     volume = DirectoryVolume(tmp_path / "vol")
-    sha = publish_objectives(volume, "s", folder)
-    for number, name in enumerate(OBJECTIVES):
-        TrialSpec(
-            study="s", trial=number, objective=name, params={"x": 0.25},
-            search_space={"x": {"type": "float", "low": 0, "high": 1}}, max_step=5, code=sha,
-        ).write(volume, LAYOUT.spec(number))
+    publish_trials(
+        volume, tmp_path / "objectives", OBJECTIVES,
+        params={"x": 0.25}, search_space={"x": {"type": "float", "low": 0, "high": 1}},
+    )
     return volume
 
 

@@ -15,7 +15,6 @@ import resource
 import signal
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,11 @@ import pytest
 
 import hpo.agent.__main__ as agent_main
 from hpo.agent import EXIT_INFRA, AttemptAddress, run_attempt
-from hpo.code import publish_objectives
 from hpo.errors import VolumeError
 from hpo.events import CAUSE_MAX, Event, InterruptedEvent, drain, encode_event, parse_event
-from hpo.layout import StudyLayout
-from hpo.spec import TrialSpec
 from hpo.volume import DirectoryVolume
+
+from agent_support import LAYOUT, publish_trials
 
 OBJECTIVES = {
     "reports": """
@@ -100,7 +98,6 @@ OBJECTIVES = {
     """,
 }
 
-LAYOUT = StudyLayout("s")
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
@@ -171,16 +168,8 @@ def keep_sigterm_handler() -> Iterator[None]:
 
 @pytest.fixture
 def volume(tmp_path: Path) -> FaultyVolume:
-    folder = tmp_path / "objectives"
-    folder.mkdir()
-    for name, code in OBJECTIVES.items():
-        (folder / f"{name}.py").write_text(textwrap.dedent(code))
     volume = FaultyVolume(tmp_path / "vol")
-    sha = publish_objectives(volume, "s", folder)
-    for number, name in enumerate(OBJECTIVES):
-        TrialSpec(
-            study="s", trial=number, objective=name, params={}, search_space={}, max_step=5, code=sha,
-        ).write(volume, LAYOUT.spec(number))
+    publish_trials(volume, tmp_path / "objectives", OBJECTIVES)
     return volume
 
 
