@@ -28,7 +28,8 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
 from hpo.cost import trial_costs
-from hpo.events import DoneEvent, ErrorEvent, PrunedEvent, ReportEvent, drain
+from hpo.errors import HpoError
+from hpo.events import DoneEvent, ErrorEvent, EventTail, PrunedEvent, ReportEvent, drain
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
@@ -63,6 +64,8 @@ class Written:
     verdicts: dict[int, Verdict] = field(default_factory=dict)
     attempts: dict[int, int] = field(default_factory=dict)
     """trial -> attempts started (attempt folders on the volume)."""
+    unseen_at_prune: set[tuple[int, int]] = field(default_factory=set)
+    """(trial, step) reports past the bytes the controller had read when it pruned the trial (its control.json)."""
 
 
 def read_written(volume: Volume, study: str) -> Written:
@@ -83,7 +86,33 @@ def read_written(volume: Volume, study: str) -> Written:
             elif isinstance(event, DoneEvent | PrunedEvent | ErrorEvent) and trial not in written.verdicts:
                 value = event.value if isinstance(event, DoneEvent) else None
                 written.verdicts[trial] = Verdict(event.type, attempt, event.t, value)
+    for trial in written.attempts:
+        written.unseen_at_prune |= {(trial, step) for step in _unseen_at_prune(volume, layout, trial)}
     return written
+
+
+def _unseen_at_prune(volume: Volume, layout: StudyLayout, trial: int) -> set[int]:
+    """Steps the pruned attempt wrote after the bytes the controller had read when it decided (none if not pruned).
+
+    The controller records in the prune order how far it had read the
+    attempt's event file; a worker reporting on meanwhile wrote the rest, which
+    cannot enter a trial pruned already: late, not lost.
+    """
+    try:
+        order = volume.read_json(layout.control(trial))
+    except HpoError:
+        return set()
+    if not isinstance(order, dict) or order.get("action") != "prune":
+        return set()
+    attempt, read = order.get("attempt"), order.get("events_read")
+    if not isinstance(attempt, int) or not isinstance(read, int):
+        return set()
+    try:
+        data = volume.read_bytes(layout.events(trial, attempt))
+    except HpoError:
+        return set()
+    tail = EventTail(volume, layout.events(trial, attempt))
+    return {event.step for event in tail.feed(data[read:]) if isinstance(event, ReportEvent)}
 
 
 @dataclass
@@ -191,7 +220,9 @@ def compare(trials: Iterable[FrozenTrial], written: Written) -> dict[str, Any]:
     missing = set(written.firsts) - set(in_study)
     # A report written after the controller told the trial's verdict (a worker finishing its step while
     # being pruned) cannot enter a finished trial: late, not lost. Everything written before must be there.
-    late_reports = {key for key in missing if written.written_at[key] > told.get(key[0], math.inf)}
+    late_reports = {
+        key for key in missing if written.written_at[key] > told.get(key[0], math.inf) or key in written.unseen_at_prune
+    }
     lost = sorted(missing - late_reports)
     wrong = sorted(
         key for key, value in in_study.items()

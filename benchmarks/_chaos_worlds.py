@@ -171,7 +171,9 @@ class FakeWorld:
         return _retrying(lambda: requests.request(method, self.fake.url + path, headers=headers, timeout=10, **kwargs))
 
     def _control(self, method: str, path: str, **kwargs: Any) -> Any:
-        return _retrying(lambda: requests.request(method, self.fake.url + path, timeout=10, **kwargs))
+        """One ``/_fake`` control call: those routes take the account's key and JSON."""
+        headers = {"Authorization": f"Bearer {self.fake.api_key}", "Content-Type": "application/json"}
+        return _retrying(lambda: requests.request(method, self.fake.url + path, headers=headers, timeout=10, **kwargs))
 
 
 def _retrying(call: Callable[[], requests.Response]) -> Any:

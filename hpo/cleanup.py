@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
-from hpo.controller._controller import ATTR_ATTEMPTS
+from hpo.trial_attrs import ATTR_ATTEMPTS, int_attr
 from hpo.journal import open_storage
 from hpo.volume import Volume
 
@@ -36,7 +36,7 @@ def owned_attempts(config: StudyConfig, volume: Volume, *, cache_dir: Path | Non
         return set()
     owned = set()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attempts = int(trial.user_attrs.get(ATTR_ATTEMPTS, 0))
+        attempts = int_attr(trial.user_attrs, ATTR_ATTEMPTS)
         if attempts:
             owned.add(AttemptRef(trial.number, attempts - 1))
     return owned

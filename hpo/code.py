@@ -5,22 +5,61 @@ by its sha256 (``hpo/<study>/code/<sha256>.tar.gz``) and names it in every
 trial's spec; the agent unpacks it into a content-addressed local folder and
 imports the objective from there. Changing an objective therefore needs no
 image rebuild, and a trial resumed on a new pod runs the same code as before.
+
+What is checked, and what it proves (the README's "Who can run code in a
+study" says it for users):
+
+* The archive's sha256 must equal its name, the ``code`` of ``spec.json``.
+  Both live on the volume, so this catches a corrupted or half-written
+  archive, not a hostile one: whoever can write the volume (every pod, every
+  holder of its S3 key) can write a new archive and a spec naming it.
+* Every member of an archive must be a plain file or folder under
+  ``objectives/``, by a normalised relative path: no ``..``, no absolute
+  path, no link, no device; an archive with any other member is refused whole.
+* An unpacked snapshot in this machine's cache is checked against the file
+  hashes recorded when it was unpacked (``.hpo-manifest.json``) every time it
+  is reused; a changed, missing or extra file means it is unpacked again from
+  the volume's archive (its sha256 checked again), so a modified file never
+  runs. Bytecode caches (``__pycache__``) are removed, not trusted.
+* Trials of the ``local`` backend on a volume reached over S3 run that code on
+  this machine: :func:`check_volume_code_trusted` makes the study opt in
+  (``compute.trust_volume_code: true``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
+import json
+import logging
 import os
+import re
 import shutil
+import stat
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from hpo.errors import ObjectiveError
+from hpo.errors import ConfigError, ObjectiveError
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
+
+if TYPE_CHECKING:
+    from hpo.config import StudyConfig
+
+log = logging.getLogger(__name__)
+
+#: The study key that lets local trials run code from a volume reached over S3.
+TRUST_KEY = "compute.trust_volume_code"
+
+#: The file hashes of an unpacked snapshot, written beside its ``objectives/`` when it is unpacked.
+MANIFEST = ".hpo-manifest.json"
+
+_ARCHIVE_ROOT = "objectives"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".git"}
 
@@ -60,23 +99,223 @@ def publish_objectives(volume: Volume, study: str, folder: Path) -> str:
     return sha
 
 
+def check_volume_code_trusted(config: StudyConfig) -> None:
+    """Refuse local trials that would run code from a volume reached over S3, unless the study opts in.
+
+    A ``local`` study on a RunPod volume without ``local_path`` runs, on this
+    machine and with the user's rights, whatever objectives snapshot the
+    volume's specs name, and anyone who can write the volume (every pod, every
+    holder of its S3 key) can put one there. That must be the user's explicit
+    choice: ``compute: {backend: local, trust_volume_code: true}``.
+
+    Raises:
+        ConfigError: One line naming the study and the key.
+    """
+    from hpo.config import LocalCompute, RunPodVolume  # here: the agent imports this module, not the config
+
+    compute, volume = config.compute, config.volume
+    if not isinstance(compute, LocalCompute) or compute.trust_volume_code:
+        return
+    if not isinstance(volume, RunPodVolume) or volume.local_path is not None:
+        return
+    raise ConfigError(
+        f"{config.source.name}: study {config.name!r}: local trials would run objectives code from RunPod volume "
+        f"{volume.id} over S3, which every pod and every holder of its S3 key can replace; "
+        f"set {TRUST_KEY}: true to run it on this machine"
+    )
+
+
 def unpack_objectives(volume: Volume, study: str, sha: str, cache_dir: Path) -> Path:
-    """Return a local folder holding ``objectives/`` from snapshot ``sha``, unpacking it once."""
+    """Return a local folder holding ``objectives/`` from snapshot ``sha``, unpacked and checked.
+
+    A folder unpacked before is reused only while its files still match the
+    manifest written when it was unpacked; otherwise it is unpacked again
+    from the volume's archive, whose sha256 is checked again.
+
+    Raises:
+        ObjectiveError: ``sha`` is not a sha256, the archive does not match
+            it, or the archive holds a member that is not a plain file or
+            folder under ``objectives/`` (one line naming the volume's key).
+    """
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise ObjectiveError(f"code snapshot name {sha!r} is not a sha256 (64 lowercase hex digits)")
     target = cache_dir / "code" / sha
-    if target.is_dir():
-        return target
-    data = volume.read_bytes(StudyLayout(study).code(sha))
-    if hashlib.sha256(data).hexdigest() != sha:
-        raise ObjectiveError(f"code snapshot {sha} on {volume.url} does not match its checksum")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One process at a time per snapshot on this machine (local trials share the cache): a check
+    # never sees a folder another process is replacing, and a good folder is never set aside.
+    with open(target.parent / f".{sha}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _unpack_locked(volume, study, sha, target)
+
+
+def _unpack_locked(volume: Volume, study: str, sha: str, target: Path) -> Path:
+    """:func:`unpack_objectives` with the snapshot's lock held."""
+    if target.exists() or target.is_symlink():
+        problem = _verify_unpacked(target, sha)
+        if problem is None:
+            return target
+        log.warning("unpacked code snapshot %s: %s; unpacking it again from the volume", target, problem)
+        _set_aside(target, sha)  # gone before anything else happens: it never runs, even if the volume fails
+    key = StudyLayout(study).code(sha)
+    data = volume.read_bytes(key)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha:
+        raise ObjectiveError(
+            f"code snapshot {key} on {volume.url} does not match its checksum "
+            f"(sha256 {actual[:12]}..., named {sha[:12]}...): refusing to run it"
+        )
+    files = _archive_files(data, f"{key} on {volume.url}")
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{sha[:12]}."))
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            tar.extractall(staging, filter="data")  # 'data' refuses links, devices and paths outside
-        os.rename(staging, target)
-    except OSError:
-        if not target.is_dir():  # not a concurrent unpack of the same snapshot that won the rename
-            raise
+            # Members were checked above; 'data' also refuses links, devices and paths outside.
+            tar.extractall(staging, filter="data")
+        (staging / MANIFEST).write_text(json.dumps({"sha256": sha, "files": files}, indent=1, sort_keys=True))
+        problem = _verify_unpacked(staging, sha)
+        if problem is not None:
+            raise ObjectiveError(f"code snapshot {key} on {volume.url}: unpacked, {problem}")
+        _install(staging, target, sha)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _archive_files(data: bytes, where: str) -> dict[str, str]:
+    """The sha256 of every file in the archive, by path; :class:`ObjectiveError` for any other member."""
+
+    def refuse(name: str, why: str) -> ObjectiveError:
+        return ObjectiveError(f"code snapshot {where}: member {name[:200]!r} {why}: refusing to unpack it")
+
+    files: dict[str, str] = {}
+    seen: set[str] = set()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                name = member.name
+                path = PurePosixPath(name)
+                if name.startswith("/") or path.is_absolute():
+                    raise refuse(name, "is an absolute path")
+                if ".." in path.parts:
+                    raise refuse(name, "climbs out of the folder ('..')")
+                if "\\" in name or "\0" in name or path.as_posix() != name.rstrip("/") or not path.parts:
+                    raise refuse(name, "is not a normalised relative path")
+                if path.parts[0] != _ARCHIVE_ROOT:
+                    raise refuse(name, f"is outside {_ARCHIVE_ROOT}/")
+                if member.issym() or member.islnk():
+                    raise refuse(name, f"is a link (to {member.linkname[:200]!r})")
+                if not (member.isreg() or member.isdir()):
+                    raise refuse(name, "is a device, pipe or other special file")
+                if path.as_posix() in seen:
+                    raise refuse(name, "appears twice")
+                seen.add(path.as_posix())
+                if member.isreg():
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None  # a regular file always has content
+                    files[path.as_posix()] = hashlib.sha256(extracted.read()).hexdigest()
+    except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise ObjectiveError(f"code snapshot {where} is not a readable .tar.gz: {exc}") from exc
+    if not files:
+        raise ObjectiveError(f"code snapshot {where} holds no files under {_ARCHIVE_ROOT}/")
+    return files
+
+
+def _verify_unpacked(root: Path, sha: str) -> str | None:
+    """What is wrong with an unpacked snapshot at ``root`` (None: every file matches its manifest).
+
+    Bytecode caches (a ``__pycache__`` folder of ``.pyc`` files, which an
+    interpreter writes next to the sources it imports) are deleted: a planted
+    ``.pyc`` would run instead of its checked source, and they are rebuilt.
+    """
+    if root.is_symlink() or not root.is_dir():
+        return "it is not a folder"
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"it has no {MANIFEST}"
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"its {MANIFEST} is unreadable ({exc})"
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("sha256") != sha
+        or not isinstance(files, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
+        return f"its {MANIFEST} is not the manifest of snapshot {sha[:12]}..."
+    seen: set[str] = set()
+    for folder, dirnames, filenames in os.walk(root):
+        here = Path(folder)
+        for name in list(dirnames):
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                return f"{rel} is a link"
+            if name == "__pycache__":
+                dirnames.remove(name)
+                problem = _drop_bytecode(path, rel)
+                if problem is not None:
+                    return problem
+        for name in filenames:
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if rel == MANIFEST:
+                continue
+            try:
+                mode = path.lstat().st_mode
+            except OSError as exc:
+                return f"{rel} cannot be read ({exc.strerror})"
+            if not stat.S_ISREG(mode):
+                return f"{rel} is not a plain file"
+            if rel not in files:
+                return f"{rel} is not in the snapshot"
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                return f"{rel} cannot be read ({exc.strerror})"
+            if digest != files[rel]:
+                return f"{rel} was changed"
+            seen.add(rel)
+    missing = sorted(set(files) - seen)
+    if missing:
+        return f"{missing[0]} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+    return None
+
+
+def _drop_bytecode(folder: Path, rel: str) -> str | None:
+    """Delete a ``__pycache__`` folder of ``.pyc`` files; say what else it holds (then it is left)."""
+    for entry in folder.iterdir():
+        if entry.is_symlink() or not entry.is_file() or entry.suffix != ".pyc":
+            return f"{rel}/{entry.name} is not in the snapshot"
+    shutil.rmtree(folder, ignore_errors=True)  # another process importing meanwhile falls back to the source
+    return None
+
+
+def _install(staging: Path, target: Path, sha: str) -> None:
+    """Move a checked unpacked snapshot into place, setting aside a stale folder found there.
+
+    The snapshot's lock keeps other processes of this machine out; should one
+    that ignores it unpack at the same time, whichever rename wins, the folder
+    left in place is one that passes the check.
+    """
+    for _ in range(3):
+        try:
+            os.rename(staging, target)
+            return
+        except OSError:
+            if _verify_unpacked(target, sha) is None:
+                return  # a concurrent unpack of the same snapshot won the rename
+        _set_aside(target, sha)
+    raise ObjectiveError(f"cannot put the unpacked code snapshot in place at {target}")
+
+
+def _set_aside(target: Path, sha: str) -> None:
+    """Remove a stale unpacked snapshot: renamed away first (atomic), then deleted."""
+    aside = target.with_name(f".{sha[:12]}.stale.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        os.rename(target, aside)
+    except FileNotFoundError:
+        return  # someone else set it aside first
+    if aside.is_symlink() or not aside.is_dir():
+        aside.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(aside, ignore_errors=True)

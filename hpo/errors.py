@@ -6,7 +6,8 @@ turns each into one line on stderr and a non-zero exit code, never a traceback::
     HpoError
     ├── ConfigError          studies.yaml is malformed, or names an unknown study
     ├── VolumeError          the volume cannot be read or written
-    │   └── VolumeNotFoundError   a key is missing on the volume
+    │   ├── VolumeNotFoundError   a key is missing on the volume
+    │   └── VolumeEscapeError     a key resolves outside the volume's root (a symlink): refused
     ├── JournalError         the study's journal on the volume is inconsistent
     │   └── JournalFencedError    a newer controller took the study over: stop, act on nothing
     ├── LeaseError           another live controller holds the study
@@ -50,6 +51,19 @@ class VolumeNotFoundError(VolumeError):
 
     def __init__(self, volume: str, key: str) -> None:
         super().__init__(f"{volume}: no such key {key!r}")
+        self.volume = volume
+        self.key = key
+
+
+class VolumeEscapeError(VolumeError):
+    """A key of a folder volume resolves outside the volume's root (through a symlink): refused.
+
+    Anyone who can write the volume can plant a symlink; following it would
+    read a system file as an event file, or write a spec outside the volume.
+    """
+
+    def __init__(self, volume: str, key: str) -> None:
+        super().__init__(f"{volume}: {key}: resolves outside the volume (a symlink?); refused")
         self.volume = volume
         self.key = key
 

@@ -17,22 +17,43 @@ writer takes a newer epoch when it opens the journal (after the lease), and the
 one that opened earlier is stopped by :class:`~hpo.errors.JournalFencedError`
 at its next flush, before it acts (see :mod:`hpo.journal._backend`). The lease
 stays the polite, named refusal of the ordinary case.
+
+The lease file is on a volume every pod can write, so what it claims is
+bounded where it is read: an expiry that is not a finite number, or lies more
+than :data:`MAX_LEASE_AHEAD` seconds beyond a fresh lease's, a pid that is no
+pid, an id or host that is not a short string, make the lease invalid: it is
+treated as stale (taken over) with a warning naming the file, never as a
+300-digit countdown. Only what a lease may claim is checked here; how it is
+taken (write, settle, read back) and the epoch fencing behind it are unchanged.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
 from hpo.errors import LeaseError, VolumeError, VolumeNotFoundError
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
+
+log = logging.getLogger(__name__)
+
+#: How far beyond a fresh lease's expiry (now + TTL) a lease may claim to run (clock skew between hosts included).
+MAX_LEASE_AHEAD = 86_400.0
+#: The largest pid a lease may name (no system hands out larger ones).
+MAX_PID = 2**32
+#: The longest holder id and host name a lease may carry.
+MAX_ID_CHARS = 64
+MAX_HOST_CHARS = 255
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,48 @@ class LeaseHolder:
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+def parse_holder(raw: Any, now: float, ttl: float) -> LeaseHolder:
+    """A lease file's content as a :class:`LeaseHolder`; ``ValueError`` with a short reason if it claims too much.
+
+    Args:
+        raw: The parsed JSON.
+        now: Wall-clock time now.
+        ttl: This controller's lease TTL: a lease may claim at most ``now + ttl + MAX_LEASE_AHEAD``.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")  # noqa: TRY004  one error type for every way a lease is junk
+    holder_id, host, pid, expires = raw.get("id"), raw.get("host"), raw.get("pid"), raw.get("expires_at")
+    if not isinstance(holder_id, str) or not 0 < len(holder_id) <= MAX_ID_CHARS:
+        raise ValueError(f"'id' must be a string of 1 to {MAX_ID_CHARS} characters")
+    if not isinstance(host, str) or len(host) > MAX_HOST_CHARS:
+        raise ValueError(f"'host' must be a string of at most {MAX_HOST_CHARS} characters")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:
+        raise ValueError(f"'pid' must be an integer from 1 to {MAX_PID}")
+    if not isinstance(expires, (int, float)) or isinstance(expires, bool) or not math.isfinite(expires):
+        raise ValueError("'expires_at' must be a finite number")
+    limit = now + ttl + MAX_LEASE_AHEAD
+    if expires > limit:
+        raise ValueError(f"'expires_at' is {human_seconds(expires - now)} away, more than a lease can claim")
+    return LeaseHolder(holder_id, host, pid, float(expires))
+
+
+def human_seconds(seconds: float) -> str:
+    """A duration as people say it: ``45s``, ``3m 20s``, ``2h 5m``, ``3d 4h`` (``ages`` beyond a thousand days)."""
+    if not math.isfinite(seconds) or seconds >= 1000 * 86_400:
+        return "ages"
+    seconds = max(0, round(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
 
 
 def _same_host_and_dead(holder: LeaseHolder) -> bool:
@@ -93,11 +156,13 @@ class Lease:
         """The lease as recorded on the volume, or None."""
         try:
             raw = self._volume.read_json(self._key)
-            return LeaseHolder(str(raw["id"]), str(raw["host"]), int(raw["pid"]), float(raw["expires_at"]))
+            return parse_holder(raw, self._clock(), self._ttl)
         except VolumeNotFoundError:
             return None
-        except (VolumeError, KeyError, TypeError, ValueError):
-            return None  # an unreadable lease protects nothing; treat it as absent
+        except (VolumeError, ValueError) as exc:
+            # An unreadable or overclaiming lease protects nothing: treat it as stale (absent), and say so.
+            log.warning("study %r: %s: ignoring an invalid lease (%s)", self._study, self._key, exc)
+            return None
 
     def acquire(self) -> None:
         """Take the lease, or raise :class:`LeaseError` naming the live holder."""
@@ -105,8 +170,9 @@ class Lease:
         if holder and holder.id != self.id and holder.expires_at > self._clock() and not _same_host_and_dead(holder):
             raise LeaseError(
                 f"study {self._study!r} is held by another controller ({holder.describe()}, "
-                f"lease expires in {holder.expires_at - self._clock():.0f}s); stop it first, "
-                "or wait for its lease to expire"
+                f"lease expires in {human_seconds(holder.expires_at - self._clock())}); stop it first, "
+                f"or wait for its lease to expire; if that controller is gone for good, delete "
+                f"{self._key} on the volume ({self._volume.url})"
             )
         self._write()
         self._sleep(self._settle)

@@ -1,17 +1,24 @@
 """What a trial runs: the spec the controller writes and the agent reads.
 
 It is the only thing the two share besides the event file, so it is plain
-JSON validated on both sides.
+JSON validated on both sides. The volume is writable by every pod, so the
+reading side takes nothing on trust: integers are JSON integers (never
+``true`` or ``"5"``) within bounds, names are short, the code snapshot is a
+sha256 (it becomes a volume key), the direction is one of the two.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from hpo.errors import VolumeError
 from hpo.volume import Volume
+
+_MAX_INT = 2**53 - 1
+_Name = Annotated[str, Strict(), Field(min_length=1, max_length=200)]
+_Steps = Annotated[int, Strict(), Field(ge=1, le=_MAX_INT)]
 
 
 class TrialSpec(BaseModel):
@@ -24,16 +31,16 @@ class TrialSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    study: str
-    trial: int
-    objective: str
+    study: _Name
+    trial: Annotated[int, Strict(), Field(ge=0, le=_MAX_INT)]
+    objective: _Name
     params: dict[str, Any]
     search_space: dict[str, dict[str, Any]]
-    max_step: int
-    eval_interval: int = 1
-    step_unit: str = "epoch"
-    direction: str = "minimize"
-    code: str | None = None
+    max_step: _Steps
+    eval_interval: _Steps = 1
+    step_unit: Annotated[str, Strict(), Field(max_length=64)] = "epoch"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    code: Annotated[str, Strict(), Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     def write(self, volume: Volume, key: str) -> None:
         """Write the spec atomically to ``key``."""
@@ -46,4 +53,12 @@ class TrialSpec(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise VolumeError(f"{volume.url}: {key}: not a valid trial spec ({exc.errors()[0]['msg']})") from exc
+            raise VolumeError(f"{volume.url}: {key}: not a valid trial spec ({spec_problem(exc)})") from None
+
+
+def spec_problem(exc: ValidationError) -> str:
+    """The first problem pydantic found in a spec, as a short phrase naming the field."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    text = f"{where}: {first['msg']}" if where else first["msg"]
+    return text if len(text) <= 200 else text[:197] + "..."

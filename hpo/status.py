@@ -18,11 +18,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.backends import AttemptRef, WorkerHandle
 from hpo.config import StudyConfig
-from hpo.controller._controller import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_INTERRUPTION, ATTR_PREEMPTIONS, ATTR_QUEUED
+from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_INTERRUPTION, ATTR_PREEMPTIONS, ATTR_QUEUED, int_attr
 from hpo.cost import BudgetGuard, Spend, trial_costs
-from hpo.errors import HpoError
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
+from hpo.records import LaunchRecord, read_launch
 from hpo.volume import Volume
 
 
@@ -71,22 +71,20 @@ def _worker(
     if attempts == 0:
         return None
     ref = AttemptRef(trial, attempts - 1)
-    try:
-        launch = volume.read_json(layout.launch(trial, attempts - 1))
-    except HpoError:
-        launch = {}
-    if launch.get("backend") == "local":
-        return f"pid {launch.get('pid')}"
+    # Junk in launch.json (a pod can write it) is one warning naming the file, then "no record".
+    launch = read_launch(volume, layout.launch(trial, attempts - 1)) or LaunchRecord()
+    if launch.backend == "local":
+        return f"pid {launch.pid}"
     handle = (live or {}).get(ref)
-    pod_id = handle.id if handle else launch.get("pod_id")
+    pod_id = handle.id if handle else launch.pod_id
     if pod_id is None:
         return None
     parts = [f"pod {pod_id}"]
-    gpu = (handle.detail.get("gpu_type") if handle else None) or launch.get("gpu_type")
+    gpu = (handle.detail.get("gpu_type") if handle else None) or launch.gpu_type
     if gpu:
         parts.append(str(gpu))
-    if launch.get("spot") is not None:
-        parts.append("spot" if launch["spot"] else "on-demand")
+    if launch.spot is not None:
+        parts.append("spot" if launch.spot else "on-demand")
     if handle is not None:
         parts.append(str(handle.detail.get("pod_status", handle.status)))
         uptime = handle.detail.get("uptime_s")
@@ -94,7 +92,7 @@ def _worker(
             parts.append(f"up {uptime / 60:.0f}m")
     elif live is not None:
         parts.append("gone")
-    price = (handle.detail.get("cost_per_hr") if handle else None) or launch.get("cost_per_hr")
+    price = (handle.detail.get("cost_per_hr") if handle else None) or launch.cost_per_hr
     if price is not None:
         parts.append(f"${price:.3f}/h")
     return " ".join(parts)
@@ -123,19 +121,19 @@ def study_rows(
     for trial in trials:
         steps = trial.intermediate_values
         last_step = max(steps) if steps else None
-        attempts = int(trial.user_attrs.get(ATTR_ATTEMPTS, 0))
+        attempts = int_attr(trial.user_attrs, ATTR_ATTEMPTS)
         rows.append(
             TrialRow(
                 number=trial.number,
-                state="queued" if trial.state == TrialState.RUNNING and trial.user_attrs.get(ATTR_QUEUED) else trial.state.name.lower(),
+                state="queued" if trial.state == TrialState.RUNNING and trial.user_attrs.get(ATTR_QUEUED) is True else trial.state.name.lower(),
                 last_step=last_step,
                 last_value=steps[last_step] if last_step is not None else None,
                 value=trial.value if trial.state == TrialState.COMPLETE else None,
                 attempts=attempts,
-                preemptions=int(trial.user_attrs.get(ATTR_PREEMPTIONS, 0)),
+                preemptions=int_attr(trial.user_attrs, ATTR_PREEMPTIONS),
                 params=dict(trial.params),
                 worker=_worker(volume, layout, trial.number, attempts, live) if trial.state == TrialState.RUNNING else None,
-                error=trial.user_attrs.get(ATTR_ERROR) or _interruption(trial),
+                error=_text(trial.user_attrs.get(ATTR_ERROR)) or _interruption(trial),
                 best_value=_best_value(list(steps.values()) + ([trial.value] if trial.value is not None else []), config.direction),
                 cost_usd=costs[trial.number].usd if trial.number in costs else None,
                 gpu_seconds=costs[trial.number].gpu_seconds if trial.number in costs else None,
@@ -144,6 +142,13 @@ def study_rows(
             )
         )
     return rows
+
+
+def _text(value: Any, limit: int = 500) -> str | None:
+    """A recorded message as one bounded line (None for none)."""
+    if value is None or value == "":
+        return None
+    return " ".join(str(value).split())[:limit]
 
 
 def _interruption(trial: FrozenTrial) -> str | None:

@@ -31,7 +31,7 @@ studies:
     sampler: {sampler}
     pruner: {pruner}
     fidelity: {{max_step: {max_step}}}
-    budget: {{trials: {trials}, concurrency: {concurrency}, max_attempts: {max_attempts}}}
+    budget: {{trials: {trials}, concurrency: {concurrency}, max_attempts: {max_attempts}{budget}}}
     volume: {{path: storage}}
     poll_interval: 1
 """
@@ -112,6 +112,7 @@ class Seam:
         trials: int = 3,
         concurrency: int = 1,
         max_attempts: int = 3,
+        budget: str = "",
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         (root / "storage").mkdir(exist_ok=True)
@@ -119,7 +120,7 @@ class Seam:
         studies.write_text(
             STUDY_YAML.format(
                 sampler=sampler, pruner=pruner, max_step=max_step, trials=trials,
-                concurrency=concurrency, max_attempts=max_attempts,
+                concurrency=concurrency, max_attempts=max_attempts, budget=f", {budget}" if budget else "",
             )
         )
         self.root = root

@@ -85,7 +85,8 @@ def fake_control(fake: FakeRunPod, path: str, body: dict[str, Any], expect: int 
     """POST to a ``/_fake`` route; the JSON body, asserting the status."""
     import requests
 
-    response = requests.post(fake.url + path, json=body, timeout=10)
+    headers = {"Authorization": f"Bearer {fake.api_key}"}  # the /_fake routes take the account's key
+    response = requests.post(fake.url + path, json=body, headers=headers, timeout=10)
     assert response.status_code == expect, response.text
     return response.json()
 

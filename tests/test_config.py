@@ -190,22 +190,22 @@ BAD: list[Any] = [
     # bad values
     pytest.param(
         text(edit(LOCAL, ("budget.concurrency", 0))),
-        [at("budget.concurrency") + "must be an integer >= 1 (got 0)"],
+        [at("budget.concurrency") + "must be an integer from 1 to 1000 (got 0)"],
         id="concurrency-zero",
     ),
     pytest.param(
         text(edit(LOCAL, ("pruner.n_warmup_steps", -1))),
-        [at("pruner.n_warmup_steps") + "must be an integer >= 0 (got -1)"],
+        [at("pruner.n_warmup_steps") + "must be an integer from 0 to 1000000000 (got -1)"],
         id="negative-warmup",
     ),
     pytest.param(
         text(edit(LOCAL, ("budget.trials", "24"))),
-        [at("budget.trials") + "must be an integer >= 1 (got '24')"],
+        [at("budget.trials") + "must be an integer from 1 to 1000000 (got '24')"],
         id="trials-as-string",
     ),
     pytest.param(
         text(edit(LOCAL, ("budget.usd", -5))),
-        [at("budget.usd") + "must be a number > 0 (got -5)"],
+        [at("budget.usd") + "must be a number > 0 and <= 10000000 (got -5)"],
         id="negative-usd",
     ),
     pytest.param(
@@ -295,7 +295,7 @@ BAD: list[Any] = [
     ),
     pytest.param(
         text(edit(LOCAL, ("poll_interval", 0))),
-        [at("poll_interval") + "must be a number > 0 (got 0)"],
+        [at("poll_interval") + "must be a number > 0 and <= 86400 (got 0)"],
         id="zero-poll-interval",
     ),
     # missing keys
@@ -746,3 +746,106 @@ def test_direct_construction_uses_the_same_checks() -> None:
         budget={"trials": 1},
     )
     assert config.volume == LocalVolume(path=Path.cwd() / "storage")
+
+
+# --------------------------------------------------------------------------- hostile input (issue 11)
+
+
+def test_show_cuts_a_huge_value_without_rendering_it_whole() -> None:
+    """A billion-laughs value (9**9 strings, shared lists) renders in one short line, at once."""
+    from hpo.config._messages import show
+
+    value: Any = ["lol"] * 9
+    for _ in range(9):
+        value = [value] * 9
+    shown = show(value)
+    assert shown.endswith("...") and len(shown) <= 60
+    assert show("x" * 10_000_000).endswith("...")
+    assert show(10**5000) == "<an integer of about 5001 digits>"
+    assert show({"a": [1, None, True]}) == "{a: [1, null, true]}"
+    looped: list[Any] = []
+    looped.append(looped)
+    assert show(looped).endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"b{n}: &b{n} [{', '.join([f'*b{n - 1}' if n else '*a'] * 10)}]\n" for n in range(6))
+            + "studies: {}\n",
+            r"^studies\.yaml: line 5, column 5: more than 100000 values once YAML aliases \(\*name\) are expanded",
+            id="alias-bomb",
+        ),
+        pytest.param("studies: &s {demo: *s}\n", r"^studies\.yaml: line 1, column 10: an alias refers to", id="recursive"),
+        pytest.param("studies: " + "[" * 40 + "]" * 40 + "\n", r"^studies\.yaml: line 1, column 41: nested deeper than 32", id="deep"),
+        pytest.param("studies: [" + ", ".join(["1"] * 100_001) + "]\n", r"more than 100000 values; a studies file", id="wide"),
+    ],
+)
+def test_documents_beyond_the_limits_are_refused_before_they_are_built(write: Any, content: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_studies(write(content))
+
+
+def test_a_file_over_one_mib_is_refused_unread(write: Any) -> None:
+    path = write(text(LOCAL) + "#" * (1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match=r"^studies\.yaml: the file is 1,04\d,\d{3} bytes; a studies file may be at most 1,048,576"):
+        load_studies(path)
+
+
+def test_placeholders_are_refused_when_the_study_is_used_not_when_the_file_is_checked(write: Any) -> None:
+    template = edit(RUNPOD, ("compute.image", "ghcr.io/<you>/runpod-hpo-trial:0.1.0"), ("volume.id", "your-volume-id"))
+    path = write(yaml.safe_dump({"studies": {"demo": LOCAL, "f5-lr": template}}, sort_keys=False))
+    assert load_study(path, "demo").name == "demo"
+    assert set(load_studies(path).studies) == {"demo", "f5-lr"}
+    with pytest.raises(ConfigError) as raised:
+        load_study(path, "f5-lr")
+    assert str(raised.value) == (
+        "studies.yaml: study 'f5-lr': key 'compute.image': still holds the placeholder "
+        "'ghcr.io/<you>/runpod-hpo-trial:0.1.0'; replace it with the trial image you built and pushed "
+        "(docker/README.md)"
+    )
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "image", ["ghcr.io/me/hpo-trial:1.0", "ghcr.io/example/hpo-trial:test", "runpod-hpo/trial:0.1.0", "img:1"]
+)
+def test_real_looking_images_are_not_placeholders(write: Any, image: str) -> None:
+    study = load_study(write(text(edit(RUNPOD, ("compute.image", image)), name="f5-lr")), "f5-lr")
+    assert isinstance(study.compute, RunPodCompute) and study.compute.image == image
+
+
+def test_the_shipped_studies_load_except_the_template(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parent.parent / "studies.yaml"
+    assert load_study(shipped, "demo").name == "demo"
+    assert load_study(shipped, "demo-pods").name == "demo-pods"
+    with pytest.raises(ConfigError, match="study 'f5-lr': key 'compute.image': still holds the placeholder"):
+        load_study(shipped, "f5-lr")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("poll_interval", 86400.5, "must be a number > 0 and <= 86400 (got 86400.5)"),
+        ("budget.trials", 1_000_001, "must be an integer from 1 to 1000000 (got 1000001)"),
+        ("budget.max_attempts", 101, "must be an integer from 1 to 100 (got 101)"),
+        ("budget.gpu_hours", float("inf"), "must be a number > 0 and <= 10000000 (got inf)"),
+        ("fidelity.eval_interval", 10**10, "must be an integer from 1 to 1000000000 (got 10000000000)"),
+        ("sampler.n_startup_trials", 10**7, "must be an integer from 0 to 1000000 (got 10000000)"),
+        ("pruner.n_warmup_steps", 10**10, "must be an integer from 0 to 1000000000 (got 10000000000)"),
+    ],
+)
+def test_every_number_has_an_upper_bound(write: Any, key: str, value: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_study(write(text(edit(LOCAL, (key, value)))), "demo")
+    assert str(raised.value) == f"studies.yaml: study 'demo': key '{key}': {expected}"
+
+
+def test_the_bounds_themselves_are_accepted(write: Any) -> None:
+    study = load_study(
+        write(text(edit(LOCAL, ("poll_interval", 86400), ("budget.trials", 1_000_000), ("budget.concurrency", 1000)))),
+        "demo",
+    )
+    assert (study.poll_interval, study.budget.trials, study.budget.concurrency) == (86400.0, 1_000_000, 1000)

@@ -58,7 +58,8 @@ def test_every_report_of_a_batch_reaches_the_study_before_the_pruner_is_asked_on
     assert trial.intermediate_values == {1: 9.0, 2: 9.0, 3: 9.0}
     assert seam.backend.terminated == ["w1"]  # its worker stopped in the same poll
     control = seam.volume.read_json(seam.layout.control(1))
-    assert control == {"action": "prune", "step": 3}
+    assert control["action"] == "prune" and control["step"] == 3 and control["attempt"] == 0
+    assert control["events_read"] == (Path(seam.volume.address) / seam.layout.events(1, 0)).stat().st_size
 
 
 def test_a_trial_at_its_last_step_is_left_to_finish_not_pruned(tmp_path: Path) -> None:

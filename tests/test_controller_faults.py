@@ -221,3 +221,14 @@ def test_a_controller_superseded_by_a_newer_epoch_stops_before_acting(tmp_path: 
     with pytest.raises(JournalFencedError):
         seam.controller.cycle()
     assert seam.backend.launched == [AttemptRef(0, 0)]  # trial 1 was never launched by the stale controller
+
+
+@pytest.mark.parametrize("junk", [b"[1]", b"{not json", b'{"study": "seam", "trial": 0, "params": {"x": 9}}'])
+def test_a_junk_spec_found_on_adoption_is_written_again(tmp_path: Path, junk: bytes) -> None:
+    seam = Seam(tmp_path, trials=1)
+    seam.controller.begin()
+    seam.controller.cycle()
+    good = seam.volume.read_json(seam.layout.spec(0))
+    (Path(seam.volume.address) / seam.layout.spec(0)).write_bytes(junk)  # anyone with the volume may write it
+    seam.crash_and_restart()
+    assert seam.volume.read_json(seam.layout.spec(0)) == good

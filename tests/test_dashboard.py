@@ -3,7 +3,9 @@
 The browser test builds a real study through the journal writer (as the
 controller does), serves the dashboard on it, and looks at the page in
 headless Chromium: the study, its trials, the intermediate-values plot, and
-trials added after the page was first loaded.
+trials added after the page was first loaded, with nothing but GETs. The
+other tests refuse every edit (405, journal and SQLite alike, the study
+intact) and every request for a foreign ``Host`` (403, DNS rebinding).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,12 +33,20 @@ import optuna
 import pytest
 from browser import chromium_page  # noqa: F401  (a pytest fixture)
 from optuna.samplers import RandomSampler
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from hpo.cli import main
 from hpo.config import StudyConfig, load_study
 from hpo.controller import open_study_volume
-from hpo.dashboard import dashboard_app, make_server, open_dashboard_storage
+from hpo.dashboard import (
+    ReadOnlyError,
+    ReadOnlyStorage,
+    allowed_host_names,
+    dashboard_app,
+    make_server,
+    open_dashboard_storage,
+)
 from hpo.journal import StudyStorage, open_storage
 
 if TYPE_CHECKING:
@@ -141,6 +152,11 @@ def test_the_page_shows_the_study_its_plots_and_trials_added_later(
     storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache")
     study_id = storage.get_study_id_from_name(STUDY)
 
+    refused: list[str] = []  # the page must load with what the read-only dashboard answers
+    page.on("response", lambda response: refused.append(f"{response.request.method} {response.url} {response.status}")
+            if response.status in (403, 405) else None)
+    page.on("request", lambda request: refused.append(f"{request.method} {request.url}")
+            if request.method not in ("GET", "HEAD") else None)
     with serving(dashboard_app(storage)) as url:
         try:
             page.goto(url)
@@ -176,6 +192,7 @@ def test_the_page_shows_the_study_its_plots_and_trials_added_later(
             page.goto(f"{url}studies/{study_id}/trials")
             page.get_by_text("6 Trials").wait_for()
             assert page.get_by_text("Trial 5", exact=True).is_visible()
+            assert refused == []
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # what the page showed, for debugging
             raise
@@ -204,18 +221,106 @@ def test_the_reader_sees_flushed_trials_only_and_refreshes_by_itself(tmp_path: P
     assert len(trials) == 3 and trials[2].intermediate_values == study.trials[2].intermediate_values
 
 
-def test_editing_from_the_page_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    config = load_study(write_studies(tmp_path), STUDY)
-    make_study(config, tmp_path / "controller-cache", trials=1)
-    storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache")
-    app = dashboard_app(storage)
-    segments = sorted((tmp_path / "volume").rglob("*.jsonl"))
+EDITS = [
+    ("DELETE", "/api/studies/{id}"),
+    ("POST", "/api/studies"),
+    ("POST", "/api/studies/{id}/rename"),
+    ("PUT", "/api/studies/{id}/note"),
+    ("PUT", "/api/studies/{id}/0/note"),
+    ("POST", "/api/trials/0/tell"),
+    ("POST", "/api/trials/0/user-attrs"),
+    ("PATCH", "/api/studies/{id}"),
+    ("OPTIONS", "/api/studies"),
+]
+"""optuna-dashboard's editing routes (and two methods it has no route for)."""
 
-    status, _ = wsgi_call(app, f"/api/studies/{storage.get_study_id_from_name(STUDY)}", method="DELETE")
-    assert status >= 500
-    assert sorted((tmp_path / "volume").rglob("*.jsonl")) == segments
+
+def snapshot(storage: BaseStorage, study_id: int) -> tuple[object, ...]:
+    """What an edit could change: studies, their attributes, every trial."""
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    trials = [(t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs, t.intermediate_values)
+              for t in storage.get_all_trials(study_id)]
+    return names, storage.get_study_user_attrs(study_id), storage.get_study_system_attrs(study_id), trials
+
+
+@pytest.mark.parametrize("storage_url", [None, "sqlite:///optuna.db"], ids=["journal", "sqlite"])
+def test_every_edit_is_refused_405_and_the_study_is_intact(tmp_path: Path, storage_url: str | None) -> None:
+    config = load_study(write_studies(tmp_path, storage=storage_url), STUDY)
+    make_study(config, tmp_path / "controller-cache", trials=3)
+    storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache")
+    study_id = storage.get_study_id_from_name(STUDY)
+    before = snapshot(storage, study_id)
+    files = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file() and "cache" not in str(path)}
+    app = dashboard_app(storage)
+
+    for method, path in EDITS:
+        status, body = wsgi_call(app, path.format(id=study_id), method=method)
+        assert status == 405, (method, path, body)
+        assert "read-only" in json.loads(body)["reason"]
+    assert snapshot(storage, study_id) == before
+    assert {path: path.read_bytes() for path in files} == files
     status, body = wsgi_call(app, "/api/studies")
     assert status == 200 and [s["study_name"] for s in listed_studies(body)] == [STUDY]
+    status, body = wsgi_call(app, f"/api/studies/{study_id}")
+    assert status == 200 and len(json.loads(body)["trials"]) == 3
+    assert wsgi_call(app, "/api/meta", method="HEAD")[0] == 200
+
+
+@pytest.mark.parametrize("storage_url", [None, "sqlite:///optuna.db"], ids=["journal", "sqlite"])
+def test_the_storage_itself_refuses_writes(tmp_path: Path, storage_url: str | None) -> None:
+    config = load_study(write_studies(tmp_path, storage=storage_url), STUDY)
+    make_study(config, tmp_path / "controller-cache", trials=1)
+    storage = ReadOnlyStorage(open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache"))
+    study_id = storage.get_study_id_from_name(STUDY)
+    with pytest.raises(ReadOnlyError, match="read-only"):
+        storage.delete_study(study_id)
+    with pytest.raises(ReadOnlyError):
+        storage.set_study_system_attr(study_id, "dashboard:note", "x")
+    with pytest.raises(ReadOnlyError):
+        storage.create_new_trial(study_id)
+    with pytest.raises(ReadOnlyError):
+        storage.set_trial_user_attr(storage.get_all_trials(study_id)[0]._trial_id, "k", 1)
+    assert len(storage.get_all_trials(study_id)) == 1
+
+
+def http_status(url: str, *, host: str | None = None, method: str = "GET") -> int:
+    """The status of one request to ``url``, with ``host`` as its Host header if given."""
+    request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_a_foreign_host_header_is_refused(tmp_path: Path) -> None:
+    config = load_study(write_studies(tmp_path, storage="sqlite:///optuna.db"), STUDY)
+    make_study(config, tmp_path / "controller-cache", trials=1)
+    with serving(dashboard_app(open_dashboard_storage(config))) as url:
+        port = url.split(":")[2].split("/")[0]
+        api = url.replace("/dashboard/", "/api/studies")
+        assert http_status(api) == 200
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "LOCALHOST", "localhost:9999"):
+            assert http_status(api, host=host) == 200, host
+        for host in (f"evil.example:{port}", "attacker.test", f"127.0.0.1.nip.io:{port}", f"localhost.evil.example:{port}"):
+            assert http_status(api, host=host) == 403, host
+        assert http_status(api, host=f"evil.example:{port}", method="DELETE") == 403
+        assert http_status(api.replace("/api/studies", "/api/studies/1"), method="DELETE") == 405
+    storage = open_dashboard_storage(config)
+    assert [s.study_name for s in storage.get_all_studies()] == [STUDY]
+
+
+def test_the_allowed_host_names_follow_the_bound_address() -> None:
+    names, any_ip = allowed_host_names("127.0.0.1")
+    assert {"127.0.0.1", "localhost", "::1"} <= names and not any_ip
+    assert "evil.example" not in names
+    names, any_ip = allowed_host_names("::1")
+    assert {"127.0.0.1", "localhost", "::1"} <= names and not any_ip
+    names, any_ip = allowed_host_names("192.0.2.7", ["dash.internal"])
+    assert {"192.0.2.7", "dash.internal", socket.gethostname().lower()} <= names and not any_ip
+    assert "evil.example" not in names and "127.0.0.1" not in names
+    names, any_ip = allowed_host_names("0.0.0.0")
+    assert any_ip and "localhost" in names
 
 
 def test_a_study_with_an_rdb_url_is_served_from_its_database(tmp_path: Path) -> None:

@@ -5,19 +5,23 @@ joined, comments dropped); the tests hold the properties a pod relies on:
 the base image, linux/amd64, F5-TTS pinned and outside /workspace, the
 project's dependencies without a torch reinstall, caches on the volume, the
 agent started by CMD with no ENTRYPOINT, and a build context that leaves out
-.venv, storage and .git.
+.venv, storage and .git. The lock files are read too: every pip install of
+the image uses docker/image.lock, and .ci/run installs from requirements/dev.lock;
+both pin, exactly, what pyproject.toml (and F5-TTS) ask for.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "docker" / "Dockerfile"
@@ -207,3 +211,128 @@ def test_the_readme_gives_the_build_command_and_explains_cmd() -> None:
     assert "docker buildx build --platform linux/amd64 -f docker/Dockerfile" in readme
     assert "-t ghcr.io/<you>/runpod-hpo-trial:<tag> --push ." in readme
     assert "ENTRYPOINT" in readme and "Unmeasured" in readme
+
+
+# ---------------------------------------------------------------- lock files
+
+IMAGE_LOCK = REPO / "docker" / "image.lock"
+DEV_LOCK = REPO / "requirements" / "dev.lock"
+LOCK_IN_IMAGE = "/opt/runpod-hpo/image.lock"
+# The base image's own build of these: the image lock must leave them alone.
+BASE_PACKAGES = ("torch", "torchaudio", "torchvision", "triton")
+# The interpreter both locks are resolved for: CI's and the trial image's.
+TARGET = {"python_version": "3.11", "python_full_version": "3.11.9", "platform_machine": "x86_64",
+          "platform_system": "Linux", "sys_platform": "linux", "os_name": "posix", "extra": ""}
+
+
+def _name(text: str) -> str:
+    return re.sub(r"[-_.]+", "-", text).lower()
+
+
+def read_lock(path: Path) -> dict[str, Requirement]:
+    """The pins of a pip-tools lock, by normalised name; every line must be an exact `==` pin."""
+    pins: dict[str, Requirement] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        assert not line[0].isspace() and not line.startswith("-"), f"{path.name}:{number}: not a pin: {line!r}"
+        req = Requirement(line)
+        [spec] = list(req.specifier) or [None]
+        assert spec is not None and spec.operator == "==", f"{path.name}:{number}: not an exact pin: {line!r}"
+        assert "+" not in spec.version and "*" not in spec.version, f"{path.name}:{number}: {line!r}"
+        assert not req.url and not req.extras, f"{path.name}:{number}: {line!r}"
+        assert _name(req.name) not in pins, f"{path.name}:{number}: {req.name} pinned twice"
+        pins[_name(req.name)] = req
+    return pins
+
+
+def _satisfied(lock: dict[str, Requirement], wanted: list[str], *, skip: tuple[str, ...] = ()) -> None:
+    """Every requirement in ``wanted`` that applies on the target is pinned, at a version it accepts."""
+    for text in wanted:
+        req = Requirement(text)
+        if _name(req.name) in skip or (req.marker is not None and not req.marker.evaluate(TARGET)):
+            continue
+        assert _name(req.name) in lock, f"{req.name} is not in the lock"
+        [pin] = list(lock[_name(req.name)].specifier)
+        assert req.specifier.contains(pin.version, prereleases=True), f"lock pins {req.name}=={pin.version}, wanted {text}"
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def _commands(script: str) -> list[list[str]]:
+    """The simple commands of a shell line, split at ``&&``, ``||``, ``;`` and ``|`` outside quotes."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token in ("&&", "||", ";", "|", "&"):
+            commands.append([])
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
+def test_the_command_splitter_keeps_quoted_operators() -> None:
+    assert _commands('a "x && y" && b -c \'p; q\' | c') == [["a", "x && y"], ["b", "-c", "p; q"], ["c"]]
+
+
+def test_every_pip_install_in_the_dockerfile_uses_the_image_lock(instructions: list[Instruction]) -> None:
+    copies = [(i.line, i.args.split()) for i in instructions if i.keyword == "COPY"]
+    [copied_at] = [line for line, args in copies if args == ["docker/image.lock", LOCK_IN_IMAGE]]
+    installs = 0
+    for ins in _runs(instructions):
+        for words in _commands(ins.args):
+            command = " ".join(words)
+            if "pip" not in words or "install" not in words:
+                continue
+            installs += 1
+            assert ins.line > copied_at, f"line {ins.line}: pip install before the lock is copied in"
+            constraints = [words[n + 1] for n, word in enumerate(words[:-1]) if word in ("-c", "--constraint")]
+            constraints += [word.split("=", 1)[1] for word in words if word.startswith("--constraint=")]
+            assert LOCK_IN_IMAGE in constraints, f"line {ins.line}: {command.strip()!r} does not use the lock"
+            assert not [w for w in words if w.startswith(("-U", "--upgrade", "--no-deps", "--force-reinstall"))]
+    assert installs == 2  # F5-TTS and this project
+
+
+def test_the_image_lock_pins_what_the_image_installs_and_leaves_the_base_torch_alone() -> None:
+    lock = read_lock(IMAGE_LOCK)
+    assert not [name for name in lock if name in BASE_PACKAGES or name.startswith("nvidia-")]
+    assert "--hash" not in IMAGE_LOCK.read_text()
+    _satisfied(lock, _pyproject()["dependencies"])
+    wanted = [
+        line for line in (REPO / "docker" / "image.in").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    ]
+    assert any(line.startswith("gradio") for line in wanted)  # F5-TTS's list is there
+    _satisfied(lock, wanted, skip=BASE_PACKAGES)
+
+
+def test_the_image_lock_is_resolved_for_the_base_images_torch(instructions: list[Instruction]) -> None:
+    pins = read_lock(REPO / "docker" / "base-torch.txt")
+    base_version = BASE_IMAGE.split(":")[1].split("-")[0]
+    assert str(pins["torch"].specifier) == f"=={base_version}"
+    assert "-c base-torch.txt" in (REPO / "docker" / "image.in").read_text().splitlines()
+    # ... and F5-TTS's list in image.in belongs to the commit the Dockerfile checks out.
+    assert F5_TTS_COMMIT in (REPO / "docker" / "image.in").read_text()
+    assert env_values(instructions)["F5_TTS_COMMIT"] == F5_TTS_COMMIT
+
+
+def test_the_dev_lock_pins_the_readmes_install_and_ci_installs_from_it() -> None:
+    lock = read_lock(DEV_LOCK)
+    project = _pyproject()
+    _satisfied(lock, project["dependencies"] + project["optional-dependencies"]["dev"])
+    assert str(lock["torch"].specifier) == "==2.13.0"  # the release, never a local build's label
+    assert "--hash" not in DEV_LOCK.read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "pip install -c requirements/dev.lock -e '.[dev]'" in ci
+    assert not re.search(r"^\s*pip install -e", ci, re.MULTILINE)  # no install that skips the lock
+    assert "pip install -e '.[dev]'" in (REPO / "README.md").read_text()  # the README's command is unchanged
+
+
+def test_the_locks_are_remade_by_one_script() -> None:
+    script = (REPO / "requirements" / "update-locks.sh").read_text()
+    assert "--output-file requirements/dev.lock pyproject.toml" in script
+    assert "--output-file docker/image.lock pyproject.toml docker/image.in" in script
+    assert "--strip-extras" in script and "--generate-hashes" not in script

@@ -285,6 +285,7 @@ def test_hpo_run_f5_lr_launches_the_studys_pods(fake: FakeRunPod, tmp_path: Path
     study = yaml.safe_load((REPO / "studies.yaml").read_text())["studies"]["f5-lr"]
     study["volume"] = {"id": VOLUME_ID, "data_center": "EU-RO-1", "local_path": "storage"}
     study["poll_interval"] = 0.5  # the copy polls faster; everything else is the study as shipped
+    study["compute"]["image"] = "ghcr.io/me/runpod-hpo-trial:0.1.0"  # the user's own, as the README tells them
     studies = project / "studies.yaml"
     studies.write_text(yaml.safe_dump({"studies": {"f5-lr": study}}))
     config = load_study(studies, "f5-lr")
@@ -307,7 +308,7 @@ def test_hpo_run_f5_lr_launches_the_studys_pods(fake: FakeRunPod, tmp_path: Path
         assert len(pods) == config.budget.concurrency == 4
         assert sorted(p.name for p in pods) == [f"hpo-f5-lr-{n}-0" for n in range(4)]
         for pod in pods:
-            assert pod.request.image == "ghcr.io/your-github-user/runpod-hpo-trial:0.1.0"
+            assert pod.request.image == "ghcr.io/me/runpod-hpo-trial:0.1.0"
             assert pod.gpu_type == "NVIDIA RTX A5000"  # the first preference, while it has capacity
             assert pod.spot and pod.cloud == "SECURE" and pod.data_center_id == "EU-RO-1"
             assert pod.volume_id == VOLUME_ID and pod.mount_path == "/workspace"

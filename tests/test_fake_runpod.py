@@ -125,6 +125,14 @@ def gql(fake: FakeRunPod, query: str, *, key: str | None = KEY, via_query: bool 
     return requests.post(fake.url + "/graphql", json={"query": query}, headers=headers, params=params, timeout=10)
 
 
+def control(fake: FakeRunPod, method: str, path: str, *, key: str | None = KEY, **kwargs: Any) -> requests.Response:
+    """One call to a ``/_fake`` control route with the account's key (and JSON, as those routes require)."""
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return requests.request(method, fake.url + path, headers=headers, timeout=10, **kwargs)
+
+
 def pod_body(name: str = "trial-1", **overrides: Any) -> dict[str, Any]:
     """A v2 create body for an A5000 pod with the volume at /workspace."""
     body: dict[str, Any] = {
@@ -372,11 +380,11 @@ def test_preempt_control_route_and_a_container_that_exits_on_sigterm(fake: FakeR
     pod_id = response.json()["data"]["podRentInterruptable"]["id"]
     container_env(volume_dir, pod_id)
     preempted_at = fake.now()
-    assert requests.post(f"{fake.url}/_fake/pods/{pod_id}/preempt", timeout=10).status_code == 200
+    assert control(fake, "POST", f"/_fake/pods/{pod_id}/preempt").status_code == 200
     view = fake.wait_for(pod_id, "EXITED", timeout=5)
     assert (volume_dir / "out" / f"sigterm-{pod_id}").exists()
     assert view.exited_at is not None and view.exited_at - preempted_at < GRACE  # it left before SIGKILL
-    listed = requests.get(f"{fake.url}/_fake/pods", timeout=10).json()["pods"]
+    listed = control(fake, "GET", "/_fake/pods").json()["pods"]
     assert [(p["id"], p["status"], p["stop_reason"]) for p in listed] == [(pod_id, "EXITED", "preempted")]
 
 
@@ -470,7 +478,7 @@ def test_rate_limit_and_server_error_faults(fake: FakeRunPod) -> None:
     fake.inject_fault("server_error")
     assert api(fake, "GET", "/v2/pods").status_code == 500
     assert api(fake, "GET", "/v2/pods").status_code == 200
-    requests.post(f"{fake.url}/_fake/faults", json={"kind": "rate_limit", "times": 2}, timeout=10).raise_for_status()
+    control(fake, "POST", "/_fake/faults", json={"kind": "rate_limit", "times": 2}).raise_for_status()
     assert [api(fake, "GET", "/v2/pods").status_code for _ in range(3)] == [429, 429, 200]
     with pytest.raises(ValueError):
         fake.inject_fault("meteor")

@@ -221,7 +221,7 @@ class Journals:
 
 
 def _put(writer: VolumeJournalBackend, *names: str) -> None:
-    writer.append_logs([{"log": name} for name in names])
+    writer.append_logs([{"op_code": 10, "log": name} for name in names])
     writer.flush()
 
 
@@ -248,9 +248,9 @@ def test_writers_take_ever_newer_epochs_and_mark_where_they_start(tmp_path: Path
 def test_a_journal_written_before_epochs_opens_and_continues(tmp_path: Path) -> None:
     volume = DirectoryVolume(tmp_path / "vol")
     layout = StudyLayout("s")
-    volume.write_bytes(layout.journal_segment(0), b'{"log":"old0"}\n{"log":"old1"}\n')
-    volume.write_bytes(layout.journal_compaction(2), b'{"log":"old0"}\n{"log":"old1"}\n')
-    volume.write_bytes(layout.journal_segment(2), b'{"log":"old2"}\n')
+    volume.write_bytes(layout.journal_segment(0), b'{"op_code":10,"log":"old0"}\n{"op_code":10,"log":"old1"}\n')
+    volume.write_bytes(layout.journal_compaction(2), b'{"op_code":10,"log":"old0"}\n{"op_code":10,"log":"old1"}\n')
+    volume.write_bytes(layout.journal_segment(2), b'{"op_code":10,"log":"old2"}\n')
     journals = Journals(volume, tmp_path)
     warm = journals.reader("warm")
     assert _seen(warm.read_logs(0)) == ["old0", "old1", "old2"]
@@ -268,14 +268,14 @@ def test_a_superseded_writer_is_fenced_and_nothing_it_wrote_after_the_takeover_i
     a = journals.writer()
     _put(a, "a0", "a1")
     b = journals.writer()  # A is paused here: B opens with a newer epoch, starting at log 2
-    a.append_logs([{"log": "a2"}, {"log": "a3"}])
+    a.append_logs([{"op_code": 10, "log": "a2"}, {"op_code": 10, "log": "a3"}])
     with pytest.raises(JournalFencedError, match=r"study 's'.*newer epoch \(2-.*from journal log 2"):
         a.flush()
     assert a.fenced and _segments_at(volume, 2)  # A's segment is on the volume, but void
     with pytest.raises(JournalFencedError):
         a.flush()
     with pytest.raises(JournalFencedError):
-        a.append_logs([{"log": "a4"}])
+        a.append_logs([{"op_code": 10, "log": "a4"}])
     _put(b, "b2")
     assert _seen(journals.fresh()) == ["a0", "a1", "b2"]
     assert _seen(b.read_logs(0)) == ["a0", "a1", "b2"]
@@ -308,7 +308,7 @@ def test_when_the_newcomer_writes_first_and_the_old_writer_second_at_one_positio
     _put(a, "a0")
     b = journals.writer()
     _put(b, "b1")
-    a.append_logs([{"log": "a1"}])
+    a.append_logs([{"op_code": 10, "log": "a1"}])
     with pytest.raises(JournalFencedError):
         a.flush()
     assert len(_segments_at(volume, 1)) == 2
@@ -356,7 +356,7 @@ def test_two_writers_that_took_the_same_epoch_number_are_ordered_by_their_tokens
     (b,) = other
     assert a.epoch == b.epoch == 1  # B took token aaaaaaaa, A bbbbbbbb: A is the newer
     _put(a, "a0")
-    b.append_logs([{"log": "b0"}])
+    b.append_logs([{"op_code": 10, "log": "b0"}])
     with pytest.raises(JournalFencedError, match=r"epoch \(1-bbbbbbbb\)"):
         b.flush()
     assert _seen(journals.fresh()) == ["a0"]
@@ -463,7 +463,7 @@ def test_damage_to_an_old_segment_is_noticed_by_a_warm_cache(volume: Volume, tmp
     elif damage == "deleted":
         volume.delete(middle)
     else:
-        volume.write_bytes(middle, data + b'{"log":"extra"}\n')
+        volume.write_bytes(middle, data + b'{"op_code":10,"log":"extra"}\n')
     for opener in (journals.writer, journals.reader):
         with pytest.raises(JournalError) as info:
             opener("warm")  # the cache covers the damaged segment: it is checked, never trusted

@@ -28,6 +28,8 @@ def _write(project: Path, bucket: str, endpoint: str, trials: int) -> Path:
     (project / "objectives" / "digits_mlp.py").write_text((REPO / "objectives" / "digits_mlp.py").read_text())
     studies = project / "studies.yaml"
     volume = f'volume: {{id: {bucket}, data_center: EU-RO-1, endpoint: "{endpoint}"}}'
+    # Local trials run code fetched from the S3 volume: the study says it trusts that code.
+    volume += "\n    compute: {backend: local, trust_volume_code: true}"
     studies.write_text(MINI.replace("volume: {path: storage}", volume).replace("trials: 10,", f"trials: {trials},"))
     return studies
 

@@ -7,11 +7,12 @@ implementations; a new one (S3) joins by adding a parameter there.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
-from hpo.errors import VolumeError, VolumeNotFoundError
-from hpo.volume import Volume
+from hpo.errors import VolumeError, VolumeEscapeError, VolumeNotFoundError
+from hpo.volume import DirectoryVolume, Volume
 
 
 def test_missing_key_reads_raise_not_found(volume: Volume) -> None:
@@ -118,3 +119,53 @@ def test_readers_never_see_a_partial_write(volume: Volume) -> None:
     assert data == big_a
     # Every read was one whole version: all 'a' objects are short and all 'b' ones long.
     assert seen <= {b"a\x00", b"b\x01"}
+
+
+def test_read_range_returns_at_most_length_bytes(volume: Volume) -> None:
+    volume.append_bytes("r/events.jsonl", b"hello world")
+    assert volume.read_range("r/events.jsonl", 0, 5) == b"hello"
+    assert volume.read_range("r/events.jsonl", 6, 100) == b"world"
+    assert volume.read_range("r/events.jsonl", 11, 5) == b""
+    assert volume.read_range("r/events.jsonl", 100, 5) == b""
+    with pytest.raises(VolumeNotFoundError):
+        volume.read_range("r/missing.jsonl", 0, 5)
+
+
+@pytest.mark.parametrize("op", ["read_bytes", "read_from", "read_range", "append_bytes", "write_into_folder", "list"])
+def test_a_folder_volume_refuses_keys_that_resolve_outside_it(tmp_path: Path, op: str) -> None:
+    volume = DirectoryVolume(tmp_path / "volume")  # only a folder has symlinks; an object store has none
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"system file\n")
+    root = Path(volume.address)
+    (root / "t").mkdir(parents=True)
+    (root / "t" / "file").symlink_to(outside / "secret")
+    (root / "t" / "folder").symlink_to(outside, target_is_directory=True)
+    calls = {
+        "read_bytes": lambda: volume.read_bytes("t/file"),
+        "read_from": lambda: volume.read_from("t/file", 0),
+        "read_range": lambda: volume.read_range("t/file", 0, 10),
+        "append_bytes": lambda: volume.append_bytes("t/file", b"x"),
+        "write_into_folder": lambda: volume.write_bytes("t/folder/spec.json", b"{}"),
+        "list": lambda: volume.list("t/folder/"),
+    }
+    with pytest.raises(VolumeEscapeError, match="t/f"):
+        calls[op]()
+    assert (outside / "secret").read_bytes() == b"system file\n" and sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert volume.size("t/file") is None  # no object of this volume: a poll of sizes goes on
+    assert [info.key for info in volume.list("t/")] == []  # a link out of the volume lists nothing
+
+
+def test_a_folder_volume_replaces_a_planted_symlink_instead_of_following_it(tmp_path: Path) -> None:
+    volume = DirectoryVolume(tmp_path / "volume")  # only a folder has symlinks
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(b"keep")
+    root = Path(volume.address)
+    (root / "c").mkdir(parents=True)
+    (root / "c" / "control.json").symlink_to(outside)
+    volume.write_json("c/control.json", {"action": "prune"})  # the controller's write heals the link
+    assert outside.read_bytes() == b"keep"
+    assert volume.read_json("c/control.json") == {"action": "prune"}
+    (root / "c" / "gone.json").symlink_to(outside)
+    volume.delete("c/gone.json")
+    assert outside.exists() and not (root / "c" / "gone.json").is_symlink()

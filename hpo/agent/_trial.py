@@ -21,12 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hpo.agent._checkpoint import decode_checkpoint, encode_checkpoint
+from hpo.agent._checkpoint import decode_or_none, encode_checkpoint
 from hpo.agent._infra import Interrupted, infra
 from hpo.errors import VolumeNotFoundError
 from hpo.events import CheckpointEvent, ReportEvent, UserAttrEvent, BaseEvent
 from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
+from hpo.trial_attrs import RESERVED_PREFIX, RESERVED_USER_ATTRS, is_reserved
 from hpo.volume import Volume
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -140,7 +141,19 @@ class AgentTrial:
             return read_control(self._volume, self._layout, self.number) == "prune"
 
     def set_user_attr(self, key: str, value: Any) -> None:
-        """Record a JSON-serializable attribute on the study's trial."""
+        """Record a JSON-serializable attribute on the study's trial.
+
+        Keys runpod-hpo keeps its own records under (``attempts``, ``error``,
+        ``cost_usd``, ..., and any ``hpo:`` key) are refused: see :mod:`hpo.trial_attrs`.
+        """
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"set_user_attr: the key must be a non-empty string, not {key!r}")
+        if is_reserved(key):
+            raise ValueError(
+                f"set_user_attr({key!r}): the key is reserved for runpod-hpo's own records "
+                f"({', '.join(sorted(RESERVED_USER_ATTRS))}, and keys starting with {RESERVED_PREFIX!r}); "
+                "choose another name"
+            )
         event = UserAttrEvent(key=key, value=value)
         with self._infra(f"set_user_attr({key!r})"):
             self._emit(event)
@@ -173,7 +186,8 @@ class AgentTrial:
                 except VolumeNotFoundError:
                     data = None
             self._checkpoint_loaded = True
-            self._checkpoint = None if data is None else decode_checkpoint(data)
+            where = f"{self._volume.url}: {self._checkpoint_key}"
+            self._checkpoint = None if data is None else decode_or_none(data, where)  # junk: a fresh start
         return None if self._checkpoint is None else self._checkpoint[0]
 
     @property

@@ -22,14 +22,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "dashboard",
         help="serve optuna-dashboard on a study, live beside its controller",
-        description="Serve optuna-dashboard on the study's storage (the volume's journal, read-only, or the "
-        "study's storage URL). New trials and reports show up a few seconds after the controller writes "
-        "them. Runs until Ctrl-C (or SIGTERM).",
+        description="Serve optuna-dashboard on the study's storage (the volume's journal or the study's "
+        "storage URL), read-only: it answers GET and HEAD only. New trials and reports show up a few seconds "
+        "after the controller writes them. Runs until Ctrl-C (or SIGTERM).",
     )
     add_study_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; the "
-                        "dashboard has no authentication, so widen it only on a trusted network)")
+                        "dashboard has no login: from another machine, reach it through an SSH tunnel, "
+                        "ssh -L 8080:127.0.0.1:8080 HOST)")
     parser.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080; 0: any free port)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests for this host name (a reverse proxy's); by default only the "
+                        "address listened on, and localhost on loopback, are answered (against DNS rebinding)")
     parser.set_defaults(handler=dashboard)
 
 
@@ -43,7 +47,7 @@ def dashboard(args: argparse.Namespace) -> int:
     # SIGTERM (systemd, docker stop, timeout) stops the dashboard as cleanly as Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve_dashboard(config, host=args.host, port=args.port, ready=ready)
+        serve_dashboard(config, host=args.host, port=args.port, ready=ready, allow_hosts=args.allow_host)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

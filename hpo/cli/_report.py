@@ -31,9 +31,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def report(args: argparse.Namespace) -> int:
     # plotly, matplotlib and pandas load only here: other commands stay quick to start.
-    from hpo.report import build_report, report_json, summary_lines, write_report
+    from hpo.report import build_report, check_out_dir, report_json, summary_lines, write_report
 
     config = study_from_args(args)
+    out = args.out if args.out is not None else config.source.parent / "reports" / config.name
+    check_out_dir(out)  # before the study is read: a wrong --out fails at once
     volume = open_study_volume(config)
     storage = open_storage(volume, config.name, url=config.storage)
     study = storage.load_study(config.name)
@@ -42,7 +44,6 @@ def report(args: argparse.Namespace) -> int:
     result = build_report(config, study, storage.optuna)
     if result.frame.empty:
         raise HpoError(f"study {config.name} has no trials yet: nothing to report")
-    out = args.out if args.out is not None else config.source.parent / "reports" / config.name
     paths = write_report(result, out)
     if args.json:
         print_json(report_json(result, paths))

@@ -22,13 +22,25 @@ from optuna.pruners import (
 from optuna.samplers import RandomSampler, TPESampler
 from pydantic import Field, PlainValidator, model_validator
 
-from hpo.config._base import Bool, ConfigModel, NonNegInt, PosInt, integer, number, tagged
+from hpo.config._base import (
+    MAX_STEPS,
+    Bool,
+    ConfigModel,
+    StepCount,
+    StepCount0,
+    TrialCount,
+    TrialCount0,
+    integer,
+    number,
+    tagged,
+)
 from hpo.config._messages import fail, show
 
 _SEED_MAX = 2**32 - 1  # numpy's RandomState, which Optuna seeds, refuses larger seeds
 
 Seed = Annotated[int, PlainValidator(integer(ge=0, le=_SEED_MAX))]
-ReductionFactor = Annotated[int, PlainValidator(integer(ge=2))]
+ReductionFactor = Annotated[int, PlainValidator(integer(ge=2, le=1000))]
+StoppingRate = Annotated[int, PlainValidator(integer(ge=0, le=100))]
 Percentile = Annotated[float, PlainValidator(number(ge=0, le=100))]
 
 
@@ -47,8 +59,8 @@ def trial_seed(seed: int, trial_number: int) -> int:
 def _auto_or_int(value: Any) -> int | Literal["auto"]:
     if value == "auto" and isinstance(value, str):
         return "auto"
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise fail(f"must be 'auto' or an integer >= 1 (got {show(value)})")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STEPS:
+        raise fail(f"must be 'auto' or an integer from 1 to {MAX_STEPS} (got {show(value)})")
     return value
 
 
@@ -60,7 +72,7 @@ class TPESamplerConfig(ConfigModel):
 
     type: Literal["tpe"] = "tpe"
     seed: Seed | None = None
-    n_startup_trials: NonNegInt = 10
+    n_startup_trials: TrialCount0 = 10
     constant_liar: Bool = True
     multivariate: Bool = False
 
@@ -98,10 +110,10 @@ SamplerConfig = Annotated[
 class _CurvePruner(ConfigModel):
     """Arguments shared by the median and percentile pruners."""
 
-    n_startup_trials: NonNegInt = 5
-    n_warmup_steps: NonNegInt = 0
-    interval_steps: PosInt = 1
-    n_min_trials: PosInt = 1
+    n_startup_trials: TrialCount0 = 5
+    n_warmup_steps: StepCount0 = 0
+    interval_steps: StepCount = 1
+    n_min_trials: TrialCount = 1
 
 
 class MedianPrunerConfig(_CurvePruner):
@@ -142,8 +154,8 @@ class SuccessiveHalvingPrunerConfig(ConfigModel):
     type: Literal["successive_halving"] = "successive_halving"
     min_resource: AutoOrInt = "auto"
     reduction_factor: ReductionFactor = 4
-    min_early_stopping_rate: NonNegInt = 0
-    bootstrap_count: NonNegInt = 0
+    min_early_stopping_rate: StoppingRate = 0
+    bootstrap_count: TrialCount0 = 0
 
     @model_validator(mode="after")
     def _check_bootstrap(self) -> Self:
@@ -169,10 +181,10 @@ class HyperbandPrunerConfig(ConfigModel):
     """Optuna's Hyperband pruner."""
 
     type: Literal["hyperband"] = "hyperband"
-    min_resource: PosInt = 1
+    min_resource: StepCount = 1
     max_resource: AutoOrInt = "auto"
     reduction_factor: ReductionFactor = 3
-    bootstrap_count: NonNegInt = 0
+    bootstrap_count: TrialCount0 = 0
 
     @model_validator(mode="after")
     def _check_resources(self) -> Self:

@@ -48,16 +48,25 @@ def _checked(check: Callable[[Any], Any]) -> PlainValidator:
     return PlainValidator(check)
 
 
+def _num(value: float) -> str:
+    """A bound as a person writes it: ``86400``, ``10000000``, ``0.5``, ``1e+18``."""
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e16):
+        return str(int(value))
+    return f"{value:g}"
+
+
 def _range_text(noun: str, ge: float | None, le: float | None, gt: float | None = None) -> str:
     """Say what a bounded number must be: ``an integer >= 1``, ``a number from 0 to 100``."""
     if ge is not None and le is not None:
-        return f"{noun} from {ge} to {le}"
+        return f"{noun} from {_num(ge)} to {_num(le)}"
+    if gt is not None and le is not None:
+        return f"{noun} > {_num(gt)} and <= {_num(le)}"
     if ge is not None:
-        return f"{noun} >= {ge}"
+        return f"{noun} >= {_num(ge)}"
     if gt is not None:
-        return f"{noun} > {gt}"
+        return f"{noun} > {_num(gt)}"
     if le is not None:
-        return f"{noun} <= {le}"
+        return f"{noun} <= {_num(le)}"
     return noun
 
 
@@ -109,15 +118,26 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+MAX_TEXT = 200
+"""The longest free-text value (a metric's name, a step's unit): it goes into every trial's record."""
+
+MAX_TOKEN = 500
+"""The longest single-word value (an image reference: Docker allows 255 for the name, 128 for the tag)."""
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise fail(f"must be a non-empty string (got {show(value)})")
+    if len(value) > MAX_TEXT:
+        raise fail(f"must be at most {MAX_TEXT} characters (got {len(value)}: {show(value)})")
     return value
 
 
 def _token(value: Any) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
         raise fail(f"must be a non-empty string without spaces (got {show(value)})")
+    if len(value) > MAX_TOKEN:
+        raise fail(f"must be at most {MAX_TOKEN} characters (got {len(value)}: {show(value)})")
     return value
 
 
@@ -134,8 +154,17 @@ def choice(options: Sequence[str]) -> Callable[[Any], str]:
     return check
 
 
+MAX_ITEMS = 1000
+"""The longest list a key takes: far above any real one, and the duplicate check stays quick."""
+
+
 def list_of(
-    item: Callable[[Any], Any], *, min_items: int = 0, unique: bool = True, what: str = "item"
+    item: Callable[[Any], Any],
+    *,
+    min_items: int = 0,
+    max_items: int = MAX_ITEMS,
+    unique: bool = True,
+    what: str = "item",
 ) -> Callable[[Any], tuple[Any, ...]]:
     """Check a YAML list item by item; the result is a tuple so frozen models stay immutable.
 
@@ -147,6 +176,7 @@ def list_of(
         min_items: Fewest items accepted.
         unique: Refuse an item equal to an earlier one.
         what: The noun for an item in messages ("GPU type").
+        max_items: Most items accepted (the duplicate check compares every pair).
     """
 
     def check(value: Any) -> tuple[Any, ...]:
@@ -155,6 +185,8 @@ def list_of(
         if len(value) < min_items:
             plural = "s" if min_items > 1 else ""
             raise fail(f"must list at least {min_items} {what}{plural} (got [])")
+        if len(value) > max_items:
+            raise fail(f"must list at most {max_items} {what}s (got {len(value)} items)")
         items: list[Any] = []
         for index, raw in enumerate(value):
             try:
@@ -225,11 +257,36 @@ def tagged(
     return BeforeValidator(check)
 
 
-Integer = Annotated[int, _checked(integer())]
-NonNegInt = Annotated[int, _checked(integer(ge=0))]
-PosInt = Annotated[int, _checked(integer(ge=1))]
-Number = Annotated[float, _checked(number())]
-PosNumber = Annotated[float, _checked(number(gt=0))]
+MAX_TRIALS = 1_000_000
+"""The most trials any count of trials may name (a study of a million trials is already absurd)."""
+
+MAX_STEPS = 1_000_000_000
+"""The most steps any count of steps may name (a billion updates)."""
+
+MAX_PARAM = 1e18
+"""The largest magnitude of a float parameter's bound: far beyond any hyperparameter, and
+``high - low`` and Optuna's arithmetic on it stay finite."""
+
+MAX_INT_PARAM = 2**53
+"""The largest magnitude of an integer parameter's bound: Optuna keeps parameters as floats
+internally, which hold every integer up to 2**53 exactly."""
+
 Bool = Annotated[bool, _checked(_boolean)]
 Text = Annotated[str, _checked(_text)]
 Token = Annotated[str, _checked(_token)]
+TrialCount = Annotated[int, _checked(integer(ge=1, le=MAX_TRIALS))]
+"""A number of trials, at least 1."""
+TrialCount0 = Annotated[int, _checked(integer(ge=0, le=MAX_TRIALS))]
+"""A number of trials, possibly 0."""
+StepCount = Annotated[int, _checked(integer(ge=1, le=MAX_STEPS))]
+"""A number of steps, at least 1."""
+StepCount0 = Annotated[int, _checked(integer(ge=0, le=MAX_STEPS))]
+"""A number of steps, possibly 0."""
+ParamNumber = Annotated[float, _checked(number(ge=-MAX_PARAM, le=MAX_PARAM))]
+"""A float parameter's bound."""
+ParamStep = Annotated[float, _checked(number(gt=0, le=MAX_PARAM))]
+"""A float parameter's step."""
+ParamInt = Annotated[int, _checked(integer(ge=-MAX_INT_PARAM, le=MAX_INT_PARAM))]
+"""An integer parameter's bound."""
+ParamIntStep = Annotated[int, _checked(integer(ge=1, le=MAX_INT_PARAM))]
+"""An integer parameter's step."""

@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from hpo.config._base import ConfigModel, PosInt, Token, integer, list_of, tagged
+from hpo.config._base import Bool, ConfigModel, Token, integer, list_of, tagged
 from hpo.config._messages import closest, fail, hint, show
 from hpo.config._runpod_ids import (
     CUDA_VERSIONS,
@@ -124,14 +124,23 @@ DataCenter = Annotated[str, PlainValidator(_data_center)]
 Cloud = Annotated[Literal["SECURE"], PlainValidator(_cloud)]
 Spot = Annotated[bool | Literal["prefer"], PlainValidator(_spot)]
 GpuCount = Annotated[int, PlainValidator(integer(ge=1, le=8))]
+MAX_CONTAINER_DISK_GB = 4000
+"""RunPod documents no maximum for a pod's container disk (only >= 1); its largest hosts have a few TB."""
+DiskGb = Annotated[int, PlainValidator(integer(ge=1, le=MAX_CONTAINER_DISK_GB))]
 
 # ---------------------------------------------------------------- compute
 
 
 class LocalCompute(ConfigModel):
-    """Trials run as processes on this machine."""
+    """Trials run as processes on this machine.
+
+    ``trust_volume_code`` lets them run the objectives snapshot of a RunPod
+    volume reached over S3: code that anyone who can write the volume (every
+    pod, every holder of its S3 key) can replace (see :mod:`hpo.code`).
+    """
 
     backend: Literal["local"] = "local"
+    trust_volume_code: Bool = False
 
 
 class RunPodCompute(ConfigModel):
@@ -149,7 +158,7 @@ class RunPodCompute(ConfigModel):
     gpu_count: GpuCount = 1
     data_centers: DataCenters | None = None
     cuda_versions: CudaVersions | None = None
-    container_disk_gb: PosInt = 50
+    container_disk_gb: DiskGb = 50
     ports: Ports = ()
 
 
@@ -184,7 +193,7 @@ def _folder(value: Any, info: ValidationInfo) -> Path:
     """A folder path, relative ones taken from the directory holding studies.yaml."""
     if isinstance(value, Path):
         value = str(value)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\0" in value:
         raise fail(f"must be a folder path (got {show(value)})")
     path = Path(value).expanduser()
     if not path.is_absolute():
@@ -198,19 +207,22 @@ _VOLUME_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def _volume_id(value: Any) -> str:
-    if not isinstance(value, str) or not _VOLUME_ID.fullmatch(value):
+    if not isinstance(value, str) or len(value) > 64 or not _VOLUME_ID.fullmatch(value):
         raise fail(f"must be a RunPod network volume id such as 'a1b2c3d4e5' (got {show(value)})")
     return value
 
 
 def _mount_path(value: Any) -> str:
-    if not isinstance(value, str) or not PurePosixPath(value).is_absolute():
+    if not isinstance(value, str) or len(value) > 4096 or not PurePosixPath(value).is_absolute():
         raise fail(f"must be an absolute path in the pod such as '/workspace' (got {show(value)})")
     return value
 
 
 def _endpoint(value: Any) -> str:
-    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2000 else None
+    except ValueError:  # e.g. an unbalanced '[' in the host
+        parts = None
     if parts is None or parts.scheme not in {"http", "https"} or not parts.netloc:
         raise fail(
             "must be an http(s) URL such as 'https://s3api-eu-ro-1.runpod.io/' "

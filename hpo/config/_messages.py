@@ -26,6 +26,11 @@ _MAX_SHOWN = 60
 def show(value: Any) -> str:
     """Render a received value the way it reads in YAML, cut to one short line.
 
+    The value may be huge (a 1 MB string, a list of a million items) or, through
+    YAML aliases, a small document standing for billions of values: it is
+    rendered piece by piece and the rendering stops as soon as the line is full,
+    so the cost is bounded by the line's length, never by the value's size.
+
     Args:
         value: What the user wrote, as PyYAML parsed it.
 
@@ -33,17 +38,89 @@ def show(value: Any) -> str:
         ``true``/``false``/``null`` for YAML's scalars, ``'text'`` for strings,
         ``repr`` otherwise; long values end in ``...``.
     """
+    pieces: list[str] = []
+    full = _render(value, pieces, budget=_MAX_SHOWN + 1, depth=0)
+    text = "".join(pieces)
+    if full and len(text) <= _MAX_SHOWN:
+        return text
+    return text[: _MAX_SHOWN - 3] + "..."
+
+
+_MAX_DEPTH_SHOWN = 8
+"""Nesting shown before ``...``: deeper levels say nothing a one-line message can use."""
+
+_BIG_INT_BITS = 200
+"""Integers with more bits are shown by their size: Python refuses to print > 4300 digits."""
+
+
+def _render(value: Any, pieces: list[str], budget: int, depth: int) -> bool:
+    """Append ``value``'s rendering to ``pieces`` until ``budget`` characters are written.
+
+    Returns:
+        True if the whole value was rendered, False if it was cut.
+    """
+    if budget <= 0:
+        return False
     if value is None:
-        text = "null"
+        pieces.append("null")
     elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, list):
-        text = "[" + ", ".join(show(item) for item in value) + "]"
-    elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{key}: {show(item)}" for key, item in value.items()) + "}"
+        pieces.append("true" if value else "false")
+    elif isinstance(value, int) and value.bit_length() > _BIG_INT_BITS:
+        if value.bit_length() <= 14_000:  # at most 4215 digits: within what str() accepts
+            size = f"{len(str(abs(value)))} digits"
+        else:
+            size = f"about {int(value.bit_length() * 0.30103) + 1} digits"
+        pieces.append(f"{'-' if value < 0 else ''}<an integer of {size}>")
+    elif isinstance(value, str):
+        text = repr(value[:budget])
+        pieces.append(text)
+        return len(value) <= budget
+    elif isinstance(value, (list, tuple, dict)):
+        return _render_container(value, pieces, budget, depth)
     else:
         text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+        pieces.append(text[:budget])
+        return len(text) <= budget
+    return True
+
+
+def _render_container(
+    value: list[Any] | tuple[Any, ...] | dict[Any, Any], pieces: list[str], budget: int, depth: int
+) -> bool:
+    """Render a list or mapping item by item, stopping when ``budget`` runs out."""
+    is_map = isinstance(value, dict)
+    opening, closing = ("{", "}") if is_map else ("[", "]")
+    if depth >= _MAX_DEPTH_SHOWN:
+        pieces.append(opening + "..." + closing if value else opening + closing)
+        return not value
+    start = len(pieces)
+    used = 1
+    pieces.append(opening)
+    items: Iterable[Any] = value.items() if isinstance(value, dict) else value
+    for index, item in enumerate(items):
+        if index:
+            pieces.append(", ")
+            used += 2
+        if used >= budget:
+            return False
+        before = len(pieces)
+        if is_map:
+            key, item = item
+            if isinstance(key, str):
+                pieces.append(key[: budget - used])  # a key reads as YAML writes it: unquoted
+                if len(key) > budget - used:
+                    return False
+            elif not _render(key, pieces, budget - used, depth + 1):
+                return False
+            pieces.append(": ")
+            used += sum(len(p) for p in pieces[before:])
+            before = len(pieces)
+        whole = _render(item, pieces, budget - used, depth + 1)
+        used += sum(len(p) for p in pieces[before:])
+        if not whole:
+            return False
+    pieces.append(closing)
+    return sum(len(p) for p in pieces[start:]) <= budget
 
 
 def kind_of(value: Any) -> str:

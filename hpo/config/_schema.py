@@ -24,7 +24,16 @@ from hpo.config._algorithms import (
     SamplerConfig,
     TPESamplerConfig,
 )
-from hpo.config._base import ConfigModel, PosInt, PosNumber, Text, choice
+from hpo.config._base import (
+    MAX_ITEMS,
+    ConfigModel,
+    StepCount,
+    Text,
+    TrialCount,
+    choice,
+    integer,
+    number,
+)
 from hpo.config._compute import (
     Compute,
     LocalCompute,
@@ -58,6 +67,18 @@ DEFAULT_POLL_INTERVAL = {"local": 1.0, "runpod": 15.0}
 """Seconds between polls: a local process is cheap to watch; RunPod's API is rate-limited."""
 
 DEFAULT_VOLUME = {"path": "storage"}
+
+# Upper bounds: far above any real study, low enough that no arithmetic on them
+# overflows (a poll interval of 1e300 s once did, in the controller's sleep).
+MAX_POLL_INTERVAL = 86400.0
+"""One day between polls."""
+MAX_CONCURRENCY = 1000
+MAX_ATTEMPTS = 100
+MAX_TRIAL_SECONDS = 30 * 86400.0
+"""Thirty days for one attempt."""
+MAX_USD = 1e7
+MAX_GPU_HOURS = 1e7
+MAX_PARAMETERS = MAX_ITEMS
 
 
 def check_study_name(name: Any) -> str | None:
@@ -117,8 +138,8 @@ def _storage(value: Any, info: ValidationInfo) -> str:
 class Fidelity(ConfigModel):
     """What a step is, and how many steps a full trial takes."""
 
-    max_step: PosInt
-    eval_interval: PosInt = 1
+    max_step: StepCount
+    eval_interval: StepCount = 1
     step_unit: Text = "epoch"
 
     @model_validator(mode="after")
@@ -138,14 +159,18 @@ class Budget(ConfigModel):
     ``max_failures_in_a_row``: after that many trials in a row failed with the
     same error (an import error in the objective, a missing data file), no
     more trials are launched: the next one would fail the same way, at a price.
+    ``max_trial_seconds``: an attempt still running after that many seconds
+    (an objective that hangs) is stopped and its trial fails with that reason;
+    off unless set.
     """
 
-    trials: PosInt
-    concurrency: PosInt = 1
-    max_attempts: PosInt = 3
-    max_failures_in_a_row: PosInt = 3
-    usd: PosNumber | None = None
-    gpu_hours: PosNumber | None = None
+    trials: TrialCount
+    concurrency: Annotated[int, PlainValidator(integer(ge=1, le=MAX_CONCURRENCY))] = 1
+    max_attempts: Annotated[int, PlainValidator(integer(ge=1, le=MAX_ATTEMPTS))] = 3
+    max_failures_in_a_row: TrialCount = 3
+    max_trial_seconds: Annotated[float, PlainValidator(number(gt=0, le=MAX_TRIAL_SECONDS))] | None = None
+    usd: Annotated[float, PlainValidator(number(gt=0, le=MAX_USD))] | None = None
+    gpu_hours: Annotated[float, PlainValidator(number(gt=0, le=MAX_GPU_HOURS))] | None = None
 
 
 class StudyConfig(ConfigModel):
@@ -171,7 +196,7 @@ class StudyConfig(ConfigModel):
     budget: Budget
     volume: Volume
     storage: Annotated[str, PlainValidator(_storage)] | None = None
-    poll_interval: PosNumber
+    poll_interval: Annotated[float, PlainValidator(number(gt=0, le=MAX_POLL_INTERVAL))]
     source: Path
 
     @model_validator(mode="before")
@@ -213,6 +238,8 @@ class StudyConfig(ConfigModel):
     def _check_space(cls, value: Any) -> Any:
         if isinstance(value, Mapping) and not value:
             raise fail("must declare at least one parameter (got {})")
+        if isinstance(value, Mapping) and len(value) > MAX_PARAMETERS:
+            raise fail(f"must declare at most {MAX_PARAMETERS} parameters (got {len(value)})")
         return value
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ file is loaded, with the key at fault, not when the first trial is asked.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Self
 
 from optuna.distributions import (
@@ -19,7 +20,18 @@ from optuna.distributions import (
 )
 from pydantic import Field, PlainSerializer, PlainValidator, model_validator
 
-from hpo.config._base import Bool, ConfigModel, Integer, Number, PosInt, PosNumber, list_of, tagged
+from hpo.config._base import (
+    MAX_ITEMS,
+    MAX_TEXT,
+    Bool,
+    ConfigModel,
+    ParamInt,
+    ParamIntStep,
+    ParamNumber,
+    ParamStep,
+    list_of,
+    tagged,
+)
 from hpo.config._messages import fail, show
 
 
@@ -27,10 +39,10 @@ class FloatParam(ConfigModel):
     """A float in ``[low, high]``, like ``trial.suggest_float(name, low, high, log=, step=)``."""
 
     type: Literal["float"] = "float"
-    low: Number
-    high: Number
+    low: ParamNumber
+    high: ParamNumber
     log: Bool = False
-    step: PosNumber | None = None
+    step: ParamStep | None = None
 
     @model_validator(mode="after")
     def _check_range(self) -> Self:
@@ -44,6 +56,12 @@ class FloatParam(ConfigModel):
             # Optuna would silently lower `high` to the last multiple; say so instead.
             span = self.high - self.low
             steps = span / self.step
+            if steps > MAX_STEPS_IN_RANGE:
+                raise fail(
+                    f"is too small for the range: (high - low) / step must be at most "
+                    f"{MAX_STEPS_IN_RANGE:g} (got step={self.step}, high - low={span})",
+                    "step",
+                )
             if abs(steps - round(steps)) > 1e-8 * max(1.0, steps) or round(steps) < 1:
                 raise fail(
                     f"must divide high - low (got step={self.step}, high - low={span})", "step"
@@ -59,9 +77,9 @@ class IntParam(ConfigModel):
     """An integer in ``[low, high]``, like ``trial.suggest_int(name, low, high, step=, log=)``."""
 
     type: Literal["int"] = "int"
-    low: Integer
-    high: Integer
-    step: PosInt = 1
+    low: ParamInt
+    high: ParamInt
+    step: ParamIntStep = 1
     log: Bool = False
 
     @model_validator(mode="after")
@@ -83,10 +101,24 @@ class IntParam(ConfigModel):
         return IntDistribution(self.low, self.high, log=self.log, step=self.step)
 
 
+MAX_STEPS_IN_RANGE = 1e15
+"""The most values a float parameter's ``step`` may cut its range into (keeps Optuna's arithmetic finite)."""
+
+MAX_CHOICE_INT = 2**63
+"""The largest magnitude of an integer choice: what every JSON reader of the journal and the report holds."""
+
+
 def _choice(value: Any) -> CategoricalChoiceType:
-    # Optuna stores choices in its journal as JSON, hence only JSON scalars.
+    # Optuna stores choices in its journal as JSON, hence only JSON scalars; a choice is found
+    # again by equality, which NaN never satisfies.
     if value is not None and not isinstance(value, (str, int, float, bool)):
         raise fail(f"must be a string, number, boolean or null (got {show(value)})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail(f"must be a finite number (got {show(value)})")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_CHOICE_INT:
+        raise fail(f"must be an integer from {-MAX_CHOICE_INT} to {MAX_CHOICE_INT} (got {show(value)})")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise fail(f"must be at most {MAX_TEXT} characters (got {len(value)}: {show(value)})")
     return value
 
 
@@ -96,7 +128,7 @@ class CategoricalParam(ConfigModel):
     type: Literal["categorical"] = "categorical"
     choices: Annotated[
         tuple[CategoricalChoiceType, ...],
-        PlainValidator(list_of(_choice, min_items=1, what="choice")),
+        PlainValidator(list_of(_choice, min_items=1, max_items=MAX_ITEMS, what="choice")),
         # Serialize as a plain list: the trial spec carries it as JSON.
         PlainSerializer(list, return_type=list),
     ]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hpo.backends import Backend, LocalBackend
-from hpo.code import publish_objectives
+from hpo.code import check_volume_code_trusted, publish_objectives
 from hpo.backends.runpod import RunPodApi, RunPodBackend
 from hpo.config import LocalCompute, LocalVolume, RunPodVolume, StudyConfig
 from hpo.controller._controller import Controller
@@ -96,6 +96,7 @@ def build_controller(
     """
     objectives = config.source.parent / "objectives"
     check_objective(config, objectives)
+    check_volume_code_trusted(config)  # local trials running code from an S3 volume must be opted into
     volume = open_study_volume(config)
     backend = backend or make_backend(config, volume, cache_dir=cache_dir)
     lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval))

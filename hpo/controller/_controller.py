@@ -82,26 +82,32 @@ from hpo.errors import (
     CapacityError,
     HpoError,
     JournalFencedError,
+    VolumeNotFoundError,
     LaunchUnknownError,
 )
 from hpo.events import Event, EventTail, FinalEvent, drain
 from hpo.journal import StudyStorage
 from hpo.layout import StudyLayout
 from hpo.lease import Lease
+from hpo.records import read_control_order
 from hpo.spec import TrialSpec
+from hpo.trial_attrs import (  # noqa: F401  ATTR_* re-exported: `hpo status` and cleanup read them from here
+    ATTR_ATTEMPTS,
+    ATTR_BUDGET_STOPS,
+    ATTR_CPU_SECONDS,
+    ATTR_ERROR,
+    ATTR_INTERRUPTION,
+    ATTR_LAST_STEP,
+    ATTR_PREEMPTIONS,
+    ATTR_QUEUED,
+    float_attr,
+    int_attr,
+    is_reserved,
+)
 from hpo.volume import Volume
 
 log = logging.getLogger(__name__)
 
-# Trial user attributes the controller maintains (visible in the dashboard).
-ATTR_ATTEMPTS = "attempts"  # attempts launched so far; the current one is attempts - 1
-ATTR_PREEMPTIONS = "preemptions"
-ATTR_ERROR = "error"
-ATTR_LAST_STEP = "last_step"
-ATTR_CPU_SECONDS = "cpu_seconds"  # CPU time the trial's processes used (local backend)
-ATTR_QUEUED = "queued"  # True while the current attempt waits for capacity
-ATTR_INTERRUPTION = "interruption"  # the infrastructure fault (volume, network) that ended an attempt, if one did
-ATTR_BUDGET_STOPS = "budget_stops"  # attempts ended by a budget stop (they do not count against max_attempts)
 
 MAX_QUEUE_DELAY = 300.0  # seconds between launch tries for a trial no GPU type has room for
 COST_SAVE_INTERVAL = 60.0  # seconds between saves of running attempts' cost (journal entries are not free)
@@ -130,6 +136,7 @@ class TrialRun:
     stopping: bool = False  # the budget is spent: told to stop, parked once its worker is gone
     unconfirmed: bool = False  # its create got no clear answer: the next listing says whether it exists
     interruption: str | None = None  # the current attempt said an infrastructure fault ended it
+    started_at: float | None = None  # provider-clock time the current attempt's worker began (its time limit)
 
     @property
     def ref(self) -> AttemptRef:
@@ -301,6 +308,8 @@ class Controller:
                 if self.meter.ended(run.ref, self.wall_clock()):
                     self._cost_dirty.add(run.number)
             self._apply_batch(run, run.tail.poll(sizes.get(run.tail.key)))
+            if not run.finished and run.handle is not None:
+                self._enforce_time_limit(run)
             if not run.finished and run.handle is None:
                 if run.stopping:
                     self._park(run)
@@ -418,7 +427,7 @@ class Controller:
             if run.finished:
                 self._last_words(run.ref, events[index + 1 :])  # read already; the verdict came first
                 return
-        if new_reports and not run.stopping:
+        if new_reports and not run.stopping and not run.tail.behind:  # behind: the rest of the batch comes next poll
             self._ask_pruner(run)
 
     def _ask_pruner(self, run: TrialRun) -> None:
@@ -428,6 +437,34 @@ class Controller:
             return
         if optuna.Trial(self.study, run.trial_id).should_prune():
             self._prune(run, run.last_step)
+
+    def _enforce_time_limit(self, run: TrialRun) -> None:
+        """Fail a trial whose attempt has run longer than ``budget.max_trial_seconds`` (a hung objective).
+
+        The attempt's start is its worker's billing start as the provider
+        reports it (else its launch, or the first poll of this controller that
+        saw it), never what the worker wrote.
+        """
+        limit = self.config.budget.max_trial_seconds
+        if limit is None or run.handle is None:
+            return
+        now = self.wall_clock()
+        if run.started_at is None:
+            billing = run.handle.billing
+            started = billing.started_at if billing is not None and billing.started_at is not None else now
+            run.started_at = min(started, now)
+        if now - run.started_at < limit:
+            return
+        reason = f"attempt {run.attempt} ran past budget.max_trial_seconds = {limit:g}s; stopped"
+        self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_ERROR, reason)
+        log.warning("trial %d: %s", run.number, reason)
+        handle = run.handle
+        self._finish(run, TrialState.FAIL, None, error="max_trial_seconds")  # told and flushed before acting
+        self.volume.write_json(self.layout.control(run.number), {"action": "stop", "reason": reason})
+        self.backend.terminate(handle)
+        if self.meter.ended(run.ref, now):
+            self._cost_dirty.add(run.number)
+        self._draining[run.ref] = run.tail
 
     def _apply(self, run: TrialRun, event: Event) -> None:
         """Record one event of the run's attempt in the study (reports never ask the pruner here)."""
@@ -445,6 +482,10 @@ class Controller:
                 run.last_step, run.last_value = event.step, event.value
             self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_LAST_STEP, run.last_step)
         elif event.type == "user_attr":
+            if is_reserved(event.key):
+                # A pod may write anything into its event file: our bookkeeping is not its to change.
+                log.warning("trial %d: ignoring user attribute %r from its worker: the key is reserved", run.number, event.key)
+                return
             self.storage.optuna.set_trial_user_attr(run.trial_id, event.key, event.value)
         elif event.type == "done":
             self._finish(run, TrialState.COMPLETE, event.value)
@@ -495,14 +536,16 @@ class Controller:
         trial = self.storage.optuna.get_trial(run.trial_id)
         if trial.state.is_finished():
             return
-        before = float(trial.user_attrs.get(ATTR_CPU_SECONDS, 0.0))
+        before = float_attr(trial.user_attrs, ATTR_CPU_SECONDS)
         self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_CPU_SECONDS, round(before + seconds, 3))
 
     def _prune(self, run: TrialRun, step: int) -> None:
         # Tell first and flush, then act: a crash in between leaves a journal
         # that says "pruned", and the next controller only has to clean up.
         self._finish(run, TrialState.PRUNED, None)
-        self.volume.write_json(self.layout.control(run.number), {"action": "prune", "step": step})
+        # What the decision saw: the attempt's event file up to this byte (a worker writes on meanwhile).
+        order = {"action": "prune", "step": step, "attempt": run.attempt, "events_read": run.tail.offset}
+        self.volume.write_json(self.layout.control(run.number), order)
         if run.handle is not None:
             self.backend.terminate(run.handle)
             self._cost_dirty.update([run.number] if self.meter.ended(run.ref, self.wall_clock()) else [])
@@ -547,10 +590,10 @@ class Controller:
         attrs = storage.get_trial(run.trial_id).user_attrs
         how = f"interrupted ({run.interruption})" if run.interruption else "preempted or killed"
         if run.interruption is None:
-            preemptions = int(attrs.get(ATTR_PREEMPTIONS, 0)) + 1
+            preemptions = int_attr(attrs, ATTR_PREEMPTIONS) + 1
             storage.set_trial_user_attr(run.trial_id, ATTR_PREEMPTIONS, preemptions)
         # Attempts a budget stop ended were no failures of the trial: they do not use up its attempts.
-        if run.attempt + 1 - int(attrs.get(ATTR_BUDGET_STOPS, 0)) >= max_attempts:
+        if run.attempt + 1 - min(int_attr(attrs, ATTR_BUDGET_STOPS), run.attempt) >= max_attempts:
             reason = (
                 f"attempt {run.attempt} ended without a result ({how}); "
                 f"no attempts left (budget.max_attempts = {max_attempts})"
@@ -606,6 +649,7 @@ class Controller:
         run.tail = EventTail(self.volume, self.layout.events(run.number, attempt))
         run.handle = None
         run.interruption = None
+        run.started_at = None
         self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_ATTEMPTS, attempt + 1)
         self.storage.flush()  # the journal names the attempt before it exists in the world
         self._launch(run)
@@ -639,7 +683,10 @@ class Controller:
             self.progress.message(f"{self.config.name}: {exc}; no more pods will be launched")
             self._queue(run, str(exc))
             return
-        if self.meter.observe(run.ref, run.handle, self.wall_clock()):
+        now = self.wall_clock()
+        billing = run.handle.billing
+        run.started_at = billing.started_at if billing is not None and billing.started_at is not None else now
+        if self.meter.observe(run.ref, run.handle, now):
             self._cost_dirty.add(run.number)
         if run.queued_until is not None:
             run.queued_until, run.queue_tries = None, 0
@@ -679,7 +726,7 @@ class Controller:
             self.progress.message(f"adopted {len(self.runs)} running trial(s): {', '.join(str(n) for n in sorted(self.runs))}")
 
     def _adopt(self, frozen: FrozenTrial, live: dict[AttemptRef, WorkerHandle]) -> None:
-        attempts = int(frozen.user_attrs.get(ATTR_ATTEMPTS, 0))
+        attempts = int_attr(frozen.user_attrs, ATTR_ATTEMPTS)
         number = frozen.number
         run = TrialRun(number, frozen._trial_id, max(attempts - 1, 0), EventTail(self.volume, self.layout.events(number, 0)))
         run.reported = set(frozen.intermediate_values)
@@ -687,7 +734,7 @@ class Controller:
             run.last_step = max(run.reported)
             run.last_value = frozen.intermediate_values[run.last_step]
         self.runs[number] = run
-        if not self.volume.exists(self.layout.spec(number)):
+        if not self._spec_is_ours(number, frozen.params):
             self._write_spec(number, frozen.params)
         control = self._read_control(number)
         if control == "stop":
@@ -718,6 +765,20 @@ class Controller:
         if run.handle is None and frozen.user_attrs.get(ATTR_QUEUED) and not self.volume.exists(run.tail.key):
             run.queued_until = self.clock()  # it was waiting for capacity: launch it again, same attempt
 
+    def _spec_is_ours(self, number: int, params: dict[str, object]) -> bool:
+        """True if the trial's spec on the volume is valid and says what the study says (anyone may write the volume)."""
+        try:
+            spec = TrialSpec.read(self.volume, self.layout.spec(number))
+        except VolumeNotFoundError:
+            return False
+        except HpoError as exc:
+            log.warning("study %s: rewriting the spec of trial %d: %s", self.config.name, number, exc)
+            return False
+        if spec.study != self.config.name or spec.trial != number or spec.params != dict(params):
+            log.warning("study %s: rewriting the spec of trial %d: it does not match the study", self.config.name, number)
+            return False
+        return True
+
     def _resume_stopped(self, run: TrialRun, frozen: FrozenTrial) -> None:
         """A trial an earlier run stopped for its budget: keep what its attempt did, then start the next one.
 
@@ -730,16 +791,14 @@ class Controller:
                 self._apply(run, event)
                 if run.finished:
                     return
-        stops = int(frozen.user_attrs.get(ATTR_BUDGET_STOPS, 0)) + 1
+        stops = int_attr(frozen.user_attrs, ATTR_BUDGET_STOPS) + 1
         self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_BUDGET_STOPS, stops)
         self.progress.message(f"trial {run.number}: resuming after a budget stop, as attempt {run.attempt + 1}")
         self._start_attempt(run, run.attempt + 1)
 
     def _read_control(self, number: int) -> str | None:
-        try:
-            return self.volume.read_json(self.layout.control(number)).get("action")
-        except (HpoError, AttributeError):
-            return None
+        """The order ``control.json`` holds for trial ``number``; junk there is one warning and no order."""
+        return read_control_order(self.volume, self.layout.control(number))
 
     # -- cost and budget ------------------------------------------------------------------
 

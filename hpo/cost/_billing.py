@@ -27,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
+from hpo.trial_attrs import ATTR_COST_USD, ATTR_GPU_SECONDS, ATTR_GPU_TYPE, float_attr
+
 if TYPE_CHECKING:  # the backends import this package's prices; keep the import one-way at runtime
     from hpo.backends import AttemptRef, WorkerHandle
 
-ATTR_COST_USD = "cost_usd"  # the trial's spend so far, USD (trial user attribute)
-ATTR_GPU_SECONDS = "gpu_seconds"  # GPU-seconds billed: billed seconds x GPUs per pod
-ATTR_GPU_TYPE = "gpu_type"  # the GPU type(s) its attempts ran on
 COST_RECORD_PREFIX = "hpo:cost:"  # + trial number: the study system attribute holding its attempts
 
 
@@ -324,11 +323,11 @@ def trial_costs(storage: BaseStorage, study_id: int, trials: Iterable[FrozenTria
             gpu_type = attrs.get(ATTR_GPU_TYPE)
             cpu = attrs.get("cpu_seconds")
             costs[trial.number] = TrialCost(
-                usd=float(attrs.get(ATTR_COST_USD) or 0.0),
-                gpu_seconds=float(attrs.get(ATTR_GPU_SECONDS) or 0.0),
+                usd=float_attr(attrs, ATTR_COST_USD),
+                gpu_seconds=float_attr(attrs, ATTR_GPU_SECONDS),
                 seconds=float("nan"),
-                gpu_types=tuple(t.strip() for t in str(gpu_type).split(",")) if gpu_type else (),
+                gpu_types=tuple(t.strip() for t in gpu_type.split(",")) if isinstance(gpu_type, str) and gpu_type else (),
                 source="attrs",
-                cpu_seconds=float(cpu) if isinstance(cpu, (int, float)) else None,
+                cpu_seconds=float_attr(attrs, "cpu_seconds") if isinstance(cpu, (int, float)) else None,
             )
     return costs

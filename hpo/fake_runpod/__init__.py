@@ -19,7 +19,13 @@ account. It follows RunPod as ``/work/shared/RUNPOD.md`` and RunPod's
   the grace period, and leaves the pod EXITED; terminate SIGKILLs at once.
   Per-second billing draws down the balance; at $0, pods with a network
   volume are stopped and the rest terminated.
-* ``/_fake/...`` control routes mirror the Python knobs for curl.
+* ``/_fake/...`` control routes mirror the Python knobs for curl (the
+  account's key and ``Content-Type: application/json`` required).
+* Pods are local processes with the user's rights, so the fake guards what
+  reaches them: a create's ``env`` may hold only plain names that no shell,
+  interpreter or loader acts on (400 otherwise); every request must name the
+  fake in ``Host`` (421 otherwise: DNS rebinding); a fake started without a
+  key makes a random one.
 
 ``python -m hpo.fake_runpod --help`` runs one for a rehearsal.
 """

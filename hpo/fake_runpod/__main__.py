@@ -1,7 +1,9 @@
 """``python -m hpo.fake_runpod``: run a fake RunPod for a rehearsal until Ctrl-C.
 
-Prints the URL and the ``export`` lines that point this project (and the
-runpod SDK) at it; Ctrl-C kills every pod's processes and stops the server.
+Prints the URL and the ``export`` line that points this project (and the
+runpod SDK) at it, with the account's API key: a random one made for this
+start unless ``--api-key`` names one. Ctrl-C kills every pod's processes and
+stops the server. Pods run as local processes with the user's rights.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hpo.fake_runpod._catalog import DEFAULT_DATA_CENTER
-from hpo.fake_runpod._server import DEFAULT_API_KEY, FakeRunPod
+from hpo.fake_runpod._server import FakeRunPod
 
 
 def _volume(text: str) -> tuple[str, Path]:
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         action="append",
         default=[],
-        help=f"an accepted account API key (repeatable; default {DEFAULT_API_KEY})",
+        help="an accepted account API key (repeatable; default: a random key, printed at start)",
     )
     parser.add_argument("--time-scale", type=float, default=20.0, help="fake seconds per real second (default 20)")
     parser.add_argument("--provision-seconds", type=float, default=10.0, help="fake seconds in PROVISIONING")
@@ -92,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = fake.client_env()
         print(f"fake RunPod listening on {fake.url} (time x{args.time_scale:g}; pod logs under {fake.workdir})")
         print(" ".join(["export", *(f"{k}={shlex.quote(v)}" for k, v in env.items())]))
-        print(f"control: curl -X POST {fake.url}/_fake/pods/POD_ID/preempt ; curl {fake.url}/_fake/pods")
+        control = '-H "Authorization: Bearer $RUNPOD_API_KEY" -H "Content-Type: application/json"'
+        print(f"control: curl {control} -X POST {fake.url}/_fake/pods/POD_ID/preempt")
+        print("pods run as local processes with your rights: keep the key to yourself")
         print("Ctrl-C stops it and kills every pod.", flush=True)
         while not done.wait(0.5):
             pass

@@ -1,21 +1,27 @@
 """``/_fake/...``: the Python API's knobs over HTTP, so a rehearsing user can poke the fake with curl.
 
-These routes are the fake's own (RunPod has nothing like them) and need no
-key: the server listens on loopback only. Examples::
+These routes are the fake's own (RunPod has nothing like them). They need
+the account's API key (``Authorization: Bearer``; a pod's own key is not
+enough), and a POST must say ``Content-Type: application/json``: a web page
+can send a cross-origin form or ``text/plain`` POST without asking, but
+neither a key nor JSON, so no page the user visits can drive the fake.
+Examples (``$RUNPOD_API_KEY`` as ``python -m hpo.fake_runpod`` prints it)::
 
-    curl -X POST localhost:8765/_fake/pods/abc123/preempt
-    curl -X POST localhost:8765/_fake/pods/abc123/kill      # SIGKILL its container (RunPod restarts it)
-    curl -X POST localhost:8765/_fake/capacity -d '{"gpuTypeId": "NVIDIA RTX A5000", "available": 0}'
-    curl -X POST localhost:8765/_fake/faults -d '{"kind": "create_then_500", "times": 1}'
-    curl -X POST localhost:8765/_fake/faults -d '{"kind": "server_error", "times": 0, "seconds": 120}'  # an outage
-    curl -X POST localhost:8765/_fake/balance -d '{"usd": 0}'
-    curl localhost:8765/_fake/pods
+    H=(-H "Authorization: Bearer $RUNPOD_API_KEY" -H "Content-Type: application/json")
+    curl "${H[@]}" -X POST localhost:8765/_fake/pods/abc123/preempt
+    curl "${H[@]}" -X POST localhost:8765/_fake/pods/abc123/kill      # SIGKILL its container (RunPod restarts it)
+    curl "${H[@]}" localhost:8765/_fake/capacity -d '{"gpuTypeId": "NVIDIA RTX A5000", "available": 0}'
+    curl "${H[@]}" localhost:8765/_fake/faults -d '{"kind": "create_then_500", "times": 1}'
+    curl "${H[@]}" localhost:8765/_fake/faults -d '{"kind": "server_error", "times": 0, "seconds": 120}'  # an outage
+    curl "${H[@]}" localhost:8765/_fake/balance -d '{"usd": 0}'
+    curl "${H[@]}" localhost:8765/_fake/pods
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hpo.fake_runpod._errors import Refused
-from hpo.fake_runpod._http import problem
+from hpo.fake_runpod._http import authenticate, problem
 from hpo.fake_runpod._state import Account, FakePodView
 
 
@@ -35,17 +41,44 @@ class ControlApi:
         self.account = account
 
     def routes(self) -> list[Route]:
-        """Starlette routes of the control API."""
+        """Starlette routes of the control API, each behind :meth:`guard`."""
         return [
-            Route("/_fake/pods", self.pods, methods=["GET"]),
-            Route("/_fake/pods/{id}/preempt", self.preempt, methods=["POST"]),
-            Route("/_fake/pods/{id}/kill", self.kill, methods=["POST"]),
-            Route("/_fake/capacity", self.capacity, methods=["POST"]),
-            Route("/_fake/pools", self.pools, methods=["POST"]),
-            Route("/_fake/faults", self.faults, methods=["POST"]),
-            Route("/_fake/balance", self.balance, methods=["GET", "POST"]),
-            Route("/_fake/clock", self.clock, methods=["GET", "POST"]),
+            Route("/_fake/pods", self.guard(self.pods), methods=["GET"]),
+            Route("/_fake/pods/{id}/preempt", self.guard(self.preempt), methods=["POST"]),
+            Route("/_fake/pods/{id}/kill", self.guard(self.kill), methods=["POST"]),
+            Route("/_fake/capacity", self.guard(self.capacity), methods=["POST"]),
+            Route("/_fake/pools", self.guard(self.pools), methods=["POST"]),
+            Route("/_fake/faults", self.guard(self.faults), methods=["POST"]),
+            Route("/_fake/balance", self.guard(self.balance), methods=["GET", "POST"]),
+            Route("/_fake/clock", self.guard(self.clock), methods=["GET", "POST"]),
         ]
+
+    def guard(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` behind the control routes' gate: the account's key, and JSON for a POST.
+
+        401 without a valid key, 403 for a pod's scoped key, 415 for a POST
+        whose ``Content-Type`` is not ``application/json`` (a form or
+        ``text/plain``: what a web page can send cross-origin unasked).
+        """
+
+        async def endpoint(request: Request) -> Response:
+            refusal = self._refusal(request)
+            return refusal if refusal is not None else await handler(request)
+
+        return endpoint
+
+    def _refusal(self, request: Request) -> Response | None:
+        principal = authenticate(self.account, request)
+        if isinstance(principal, Response):
+            return principal
+        if not principal.is_account:
+            return problem(403, "the /_fake routes take the account's API key, not a pod's")
+        if request.method == "POST":
+            media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media_type != "application/json":
+                shown = media_type[:60] or "none"
+                return problem(415, f"the /_fake routes take Content-Type: application/json, not {shown}")
+        return None
 
     async def pods(self, request: Request) -> Response:
         """Every pod with its fake-side details (pids, billing); ``?includeTerminated=false`` hides terminated ones."""

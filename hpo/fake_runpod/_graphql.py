@@ -243,6 +243,7 @@ FIELD_NAMES: dict[str, str] = {
     "cloud": "cloudType",
     "cuda": "allowedCudaVersions",
     "bid": "bidPerGpu",
+    "env": "env",
 }
 
 

@@ -9,6 +9,7 @@ exits, the rest of its group is killed too: a container ends with its PID 1.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,54 @@ from pathlib import Path
 # that Python and the shell work. Nothing else leaks in (no API keys, no cloud
 # credentials): a RunPod container sees only what its pod was given.
 INHERITED_ENV_NAMES: tuple[str, ...] = ("PATH", "HOME", "LANG")
+
+# What a create request may put in a pod's environment. A pod here is a local
+# process with the user's rights, so a variable that makes a shell, an
+# interpreter, the dynamic loader or a helper program load or run something of
+# the request's choosing (BASH_ENV, LD_PRELOAD, PYTHONWARNINGS, BROWSER, ...)
+# would run that on the user's machine: only plain names are taken, and none
+# of these. RunPod's own variables (RUNPOD_*, PUBLIC_KEY, CUDA_VERSION) are
+# the fake's to set and always win over the request's.
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+MAX_ENV_VARS = 50  # RunPod's limit on a pod's own variables
+MAX_ENV_VALUE_CHARS = 32 * 1024
+DANGEROUS_ENV_NAMES: frozenset[str] = frozenset({
+    # shells
+    "BASH_ENV", "ENV", "SHELL", "SHELLOPTS", "BASHOPTS", "IFS", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND",
+    "CDPATH", "GLOBIGNORE", "HISTFILE", "INPUTRC", "ZDOTDIR",
+    # where programs and their configuration are found
+    "PATH", "HOME", "TMPDIR", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_HOME", "XDG_DATA_DIRS",
+    "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "CURL_HOME", "WGETRC", "NETRC", "TERMINFO", "TZDIR",
+    # programs that other programs start
+    "BROWSER", "EDITOR", "VISUAL", "PAGER", "MANPAGER", "GIT_PAGER", "LESSOPEN", "LESSCLOSE", "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    # the C library and the dynamic loader
+    "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "RES_OPTIONS", "LOCALDOMAIN", "OPENSSL_CONF",
+    "OPENSSL_ENGINES", "SSLKEYLOGFILE",
+})  # fmt: skip
+DANGEROUS_ENV_PREFIXES: tuple[str, ...] = (
+    "LD_", "DYLD_", "GCONV_", "MALLOC_", "GLIBC_", "PYTHON", "PERL", "RUBY", "GEM_", "BUNDLE_", "NODE_", "NPM_",
+    "JAVA_", "_JAVA_", "JDK_", "CLASSPATH", "GIT_", "PIP_", "UV_", "CONDA", "TCL", "TK_", "LUA_", "R_",
+    "BASH_FUNC_", "SSL_", "KRB5", "PKG_CONFIG", "QT_", "GTK_", "GIO_", "DBUS_", "COVERAGE_",
+)  # fmt: skip
+
+
+def env_problem(name: object, value: object) -> str | None:
+    """Why a create request may not set ``name`` to ``value`` in a pod's environment, or None if it may."""
+    if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+        return f"{name!r} is not a plain variable name (A-Z, 0-9 and _, not starting with a digit)"
+    if name in DANGEROUS_ENV_NAMES or name.startswith(DANGEROUS_ENV_PREFIXES):
+        return (
+            f"{name} may not be set: it would make a program in the pod load or run something the request chose, "
+            f"and the fake RunPod runs pods as local processes with your rights"
+        )
+    if not isinstance(value, str):
+        return f"{name} must be a string"
+    if "\x00" in value:
+        return f"{name} holds a NUL character"
+    if len(value) > MAX_ENV_VALUE_CHARS:
+        return f"{name} is longer than {MAX_ENV_VALUE_CHARS} characters"
+    return None
 
 
 class Container:

@@ -46,6 +46,7 @@ FIELD_NAMES: dict[str, str] = {
     "data_center": "dataCenterIds",
     "cloud": "cloud",
     "cuda": "gpu.allowedCudaVersions",
+    "env": "env",
 }
 
 

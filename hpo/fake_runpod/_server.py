@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import secrets
 import shutil
 import socket
 import tempfile
@@ -23,7 +24,7 @@ from typing import Self
 
 import uvicorn
 
-from hpo.fake_runpod._app import build_app
+from hpo.fake_runpod._app import allowed_hosts, build_app
 from hpo.fake_runpod._catalog import DEFAULT_DATA_CENTER
 from hpo.fake_runpod._clock import FakeClock
 from hpo.fake_runpod._errors import Refusal, Refused
@@ -34,7 +35,11 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.02
 """Real seconds between two ticks of the pods' state machine."""
 
-DEFAULT_API_KEY = "fake-runpod-key"
+
+
+def random_api_key() -> str:
+    """A fresh account key, for a fake started without one: never a default anyone else could know."""
+    return "fake-" + secrets.token_urlsafe(24)
 
 
 class FakeRunPod:
@@ -64,13 +69,17 @@ class FakeRunPod:
         ``volumes`` maps network volume ids to the local folders standing in
         for them; ``volume_data_center`` is the data center of all of them, or
         a mapping per volume id. Durations are fake seconds; ``time_scale`` is
-        fake seconds per real second.
+        fake seconds per real second. ``api_keys`` are the account's keys;
+        without any, a random key is made for this fake (``api_key``), never
+        a fixed default: the fake runs pods as local processes with the
+        user's rights, so whoever holds its key can run commands here.
         """
         self.clock = FakeClock(time_scale)
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="fake-runpod-")) if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.api_keys = frozenset(api_keys) if api_keys else frozenset({DEFAULT_API_KEY})
+        # No key given: a random one for this fake (read it from ``api_key`` or ``client_env()``).
+        self.api_keys = frozenset(api_keys) if api_keys else frozenset({random_api_key()})
         volume_objects: dict[str, Volume] = {}
         for volume_id, folder in (volumes or {}).items():
             if isinstance(volume_data_center, str):
@@ -119,7 +128,8 @@ class FakeRunPod:
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
         self.account.api_url = self.url
-        config = uvicorn.Config(build_app(self.account), log_level="warning", access_log=False, lifespan="off")
+        app = build_app(self.account, allowed_hosts(port, host))
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
         self._server_thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="fake-runpod-server", daemon=True

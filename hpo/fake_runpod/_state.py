@@ -36,7 +36,7 @@ from hpo.fake_runpod._catalog import (
 )
 from hpo.fake_runpod._clock import FakeClock
 from hpo.fake_runpod._errors import Refusal, Refused
-from hpo.fake_runpod._processes import Container, container_env, fresh_dir
+from hpo.fake_runpod._processes import MAX_ENV_VARS, Container, container_env, env_problem, fresh_dir
 
 log = logging.getLogger(__name__)
 
@@ -384,6 +384,7 @@ class Account:
         """
         with self._lock:
             self._tick_locked()
+            _check_env(request.env)
             _check_image(request.image)
             gpu = self._check_gpu(request)
             volume = self._check_volume(request)
@@ -865,6 +866,16 @@ _IMAGE_REFERENCE = re.compile(
     r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
 )
+
+
+def _check_env(env: Mapping[str, str]) -> None:
+    """Refuse a pod environment that names a variable a pod may not get (see ``env_problem``), the first one named."""
+    if len(env) > MAX_ENV_VARS:
+        raise Refused(Refusal.RULE, f"{len(env)} variables given; a pod takes at most {MAX_ENV_VARS}", "env")
+    for name, value in env.items():
+        problem = env_problem(name, value)
+        if problem is not None:
+            raise Refused(Refusal.RULE, problem, "env")
 
 
 def _check_image(image: str) -> None:

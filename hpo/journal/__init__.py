@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from hpo.journal._backend import VolumeJournalBackend
 from hpo.journal._cache import default_cache_dir
-from hpo.journal._storage import StudyStorage, open_storage
+from hpo.journal._storage import CheckedJournalStorage, StudyStorage, open_storage
 
-__all__ = ["StudyStorage", "VolumeJournalBackend", "default_cache_dir", "open_storage"]
+__all__ = ["CheckedJournalStorage", "StudyStorage", "VolumeJournalBackend", "default_cache_dir", "open_storage"]

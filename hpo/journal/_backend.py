@@ -99,10 +99,16 @@ from hpo.errors import JournalError, JournalFencedError, VolumeNotFoundError
 from hpo.journal import _epochs
 from hpo.journal._cache import CacheState, JournalCache, default_cache_dir
 from hpo.journal._epochs import Epoch, JournalView, Marker, Piece, covered_name, markers_in, voided, writer_at
+from hpo.journal._validate import log_problem, parse_logs
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
 
 log = logging.getLogger(__name__)
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _encode(logs: list[dict[str, Any]]) -> bytes:
@@ -345,7 +351,10 @@ class VolumeJournalBackend(BaseJournalBackend):
         lines = self._cache.read_tail(self._state.bytes, shared.bytes).splitlines()
         if len(lines) != shared.logs - self._state.logs:
             return  # torn: the other process died mid-extend; the volume has the logs
-        self._logs.extend(json.loads(line) for line in lines)
+        logs = parse_logs(lines)
+        if logs is None:
+            return  # not logs after all (a damaged cache): the volume has them
+        self._logs.extend(logs)
         self._state = shared
 
     def _rebuild(self, reason: str) -> None:
@@ -362,14 +371,24 @@ class VolumeJournalBackend(BaseJournalBackend):
             )
 
     def _read_segment(self, key: str) -> bytes:
-        """One journal object, checked whole: a segment is written atomically, so it must parse."""
+        """One journal object, checked whole: a segment is written atomically, so every line must be a log.
+
+        "A log" is what Optuna's replay can apply (:func:`log_problem`): the
+        volume is writable by every pod, and a line Optuna chokes on would
+        otherwise surface as a ``KeyError`` in every command that opens the study.
+        """
         data = self._volume.read_bytes(key)
         self.segment_reads += 1
-        try:
-            for line in data.splitlines():
-                json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JournalError(f"{self._volume.url}: {key}: corrupt journal segment ({exc})") from exc
+        for number, line in enumerate(data.splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                raise JournalError(
+                    f"{self._volume.url}: {key}: line {number}: corrupt journal segment ({_short(exc)})"
+                ) from None
+            problem = log_problem(entry)
+            if problem is not None:
+                raise JournalError(f"{self._volume.url}: {key}: line {number}: not an Optuna journal log ({problem})")
         if not data or not data.endswith(b"\n"):
             raise JournalError(f"{self._volume.url}: {key}: empty or truncated journal segment")
         return data

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpo.journal._validate import parse_logs
+
 
 def default_cache_dir() -> Path:
     """``$HPO_CACHE_DIR``, else ``$XDG_CACHE_HOME/runpod-hpo``, else ``~/.cache/runpod-hpo``."""
@@ -109,8 +111,12 @@ class JournalCache:
         if len(data) != state.bytes or len(lines) != state.logs:
             self.reset()
             return []
+        logs = parse_logs(lines)
+        if logs is None:  # not Optuna logs (damaged, or cached by a version that did not check): start afresh
+            self.reset()
+            return []
         os.truncate(self.path, state.bytes)  # a writer killed after writing, before the sidecar
-        return [json.loads(line) for line in lines]
+        return logs
 
     def reset(self) -> None:
         """Forget everything cached. Call under the lock."""

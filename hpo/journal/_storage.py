@@ -8,8 +8,44 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
+from hpo.errors import HpoError, JournalError
 from hpo.journal._backend import VolumeJournalBackend
 from hpo.volume import Volume
+
+
+class CheckedJournalStorage(JournalStorage):
+    """Optuna's journal storage whose replay of logs from the volume never escapes as a traceback.
+
+    Each log is checked as it is read (:mod:`hpo.journal._validate`), but a
+    log of the right shape can still make Optuna's replay raise (a future
+    Optuna reading a field differently, say). A log this process wrote is
+    replayed as Optuna does it, because Optuna answers its own requests that
+    way (``DuplicatedStudyError`` for ``load_if_exists``, ``KeyError`` for a
+    missing trial); any other log that makes the replay raise is a
+    :class:`JournalError`, one line naming the study and the log's number.
+    """
+
+    def __init__(self, backend: VolumeJournalBackend, study: str) -> None:
+        self._study_name = study
+        super().__init__(backend)
+
+    def _sync_with_backend(self) -> None:
+        replay = self._replay_result
+        for entry in self._backend.read_logs(replay.log_number_read):
+            number = replay.log_number_read
+            try:
+                replay.apply_logs([entry])
+            except HpoError:
+                raise
+            except Exception as exc:
+                worker = entry.get("worker_id") if isinstance(entry, dict) else None
+                if isinstance(worker, str) and worker.startswith(self._worker_id_prefix):
+                    raise  # Optuna's answer to a request of this process
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+                raise JournalError(
+                    f"study {self._study_name!r}: Optuna cannot replay journal log {number} ({detail}); "
+                    "the journal on the volume is damaged"
+                ) from None
 
 
 @dataclass
@@ -63,4 +99,4 @@ def open_storage(
     if url:
         return StudyStorage(RDBStorage(url))
     backend = VolumeJournalBackend(volume, study, writer=writer, cache_dir=cache_dir)
-    return StudyStorage(JournalStorage(backend), backend)
+    return StudyStorage(CheckedJournalStorage(backend, study), backend)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hpo.report._build import (
     Report,
     build_report,
+    check_out_dir,
     choose_axes,
     dashboard_figure,
     report_json,
@@ -22,6 +23,7 @@ __all__ = [
     "Savings",
     "best_value",
     "build_report",
+    "check_out_dir",
     "choose_axes",
     "dashboard_figure",
     "dominated_by",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from optuna.storages import BaseStorage
 
 from hpo.config import StudyConfig
 from hpo.cost import PRICES_ATTR, PriceBook, trial_costs
+from hpo.errors import HpoError
 from hpo.report._frame import trial_frame
 from hpo.report._html import render_html
 from hpo.report._pareto import pareto_front
@@ -176,8 +178,44 @@ def _cost(row: pd.Series, report: Report) -> str:
     return f"${value:.4f}" if report.axes.cost == "cost_usd" else f"{value:.1f} CPU-s"
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse a report folder that cannot be one before any work is done, in one line naming it.
+
+    The folder need not exist yet (it is created when the files are written),
+    but the nearest existing folder above it must be writable. Root passes the
+    permission check anyway: :func:`write_report` catches what is left.
+
+    Raises:
+        HpoError: ``--out`` is an existing file, lies under one, or is in a folder this user cannot write.
+    """
+    probe = out_dir
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():
+            break  # a dangling link: let mkdir say what is wrong with it
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "" if probe == out_dir else f" ({probe} is a file)"
+        raise HpoError(f"report folder {out_dir}: not a folder{where}; give --out a folder for the report's files")
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        raise HpoError(f"report folder {out_dir}: cannot write in {probe}: permission denied")
+
+
 def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
-    """Write the CSV, HTML and PNG; returns their paths by kind."""
+    """Write the CSV, HTML and PNG; returns their paths by kind.
+
+    Raises:
+        HpoError: The folder or a file cannot be written (one line naming the path).
+    """
+    check_out_dir(out_dir)
+    try:
+        return _write_files(report, out_dir)
+    except OSError as exc:
+        path = exc.filename or out_dir
+        raise HpoError(f"report folder {out_dir}: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_files(report: Report, out_dir: Path) -> dict[str, Path]:
+    """Write the CSV, HTML and PNG into ``out_dir`` (made if missing)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "csv": out_dir / f"{report.study}-trials.csv",

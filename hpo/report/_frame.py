@@ -20,6 +20,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from hpo.cost import TrialCost
+from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_CPU_SECONDS, ATTR_PREEMPTIONS, float_attr, int_attr
 
 BASE_COLUMNS = ("trial", "state")
 TAIL_COLUMNS = (
@@ -55,8 +56,7 @@ def _cpu_seconds(cost: TrialCost | None, attrs: Mapping[str, Any]) -> float:
     # The records include attempts that ended after the trial was told (a pruned one's last words).
     if cost is not None and cost.cpu_seconds is not None:
         return cost.cpu_seconds
-    value = attrs.get("cpu_seconds")
-    return float(value) if isinstance(value, (int, float)) else math.nan
+    return float_attr(attrs, ATTR_CPU_SECONDS, math.nan)
 
 
 def trial_frame(trials: Iterable[FrozenTrial], costs: Mapping[int, TrialCost], direction: str) -> pd.DataFrame:
@@ -82,10 +82,10 @@ def trial_frame(trials: Iterable[FrozenTrial], costs: Mapping[int, TrialCost], d
             gpu_seconds=cost.gpu_seconds if cost is not None else math.nan,
             gpu_hours=cost.gpu_seconds / 3600.0 if cost is not None else math.nan,
             cpu_seconds=_cpu_seconds(cost, attrs),
-            gpu_type=cost.gpu_type if cost is not None else attrs.get("gpu_type"),
+            gpu_type=cost.gpu_type if cost is not None else None,
             cost_source=cost.source if cost is not None else "",
-            attempts=int(attrs.get("attempts", 0)),
-            preemptions=int(attrs.get("preemptions", 0)),
+            attempts=int_attr(attrs, ATTR_ATTEMPTS),
+            preemptions=int_attr(attrs, ATTR_PREEMPTIONS),
             started=started.isoformat(timespec="seconds") if started else None,
             finished=finished.isoformat(timespec="seconds") if finished else None,
             duration_s=(finished - started).total_seconds() if started and finished else math.nan,

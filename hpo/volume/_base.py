@@ -63,6 +63,16 @@ class Volume(ABC):
         Raises :class:`VolumeNotFoundError` if the object is missing.
         """
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Return at most ``length`` bytes of the object from ``offset`` (``b""`` past the end).
+
+        Readers of files other processes write (event files) use it to bound
+        what one read holds in memory. This default cuts :meth:`read_from`;
+        implementations override it with a bounded read.
+        Raises :class:`VolumeNotFoundError` if the object is missing.
+        """
+        return self.read_from(key, offset)[:length]
+
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None:
         """Create or replace the object atomically: readers see the old or the new bytes, whole."""
@@ -108,12 +118,19 @@ class Volume(ABC):
         return self.size(key) is not None
 
     def read_json(self, key: str) -> Any:
-        """Read and parse a JSON object; a malformed one raises :class:`VolumeError` naming the key."""
+        """Read and parse a JSON object; a malformed one raises :class:`VolumeError` naming the key.
+
+        Malformed includes what ``json`` refuses beyond syntax: an integer of
+        thousands of digits (``ValueError``) and nesting deeper than Python's
+        recursion limit (``RecursionError``), both of which anyone who can
+        write the volume can put there.
+        """
         data = self.read_bytes(key)
         try:
             return json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise VolumeError(f"{self.url}: {key}: not valid JSON ({exc})") from exc
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            reason = " ".join(str(exc).split())[:160] if not isinstance(exc, RecursionError) else "nested too deeply"
+            raise VolumeError(f"{self.url}: {key}: not valid JSON ({reason})") from None
 
     def write_json(self, key: str, value: Any) -> None:
         """Write ``value`` as an indented JSON object, atomically."""

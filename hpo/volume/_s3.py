@@ -179,10 +179,17 @@ class S3Volume(Volume):
         # A server that ignores Range answers 200 with the whole object.
         return data if ranged or offset == 0 else data[offset:]
 
-    def _get(self, key: str, offset: int) -> tuple[bytes, bool]:
-        """GET the object (from ``offset``): its bytes, and whether the server honoured the range."""
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """At most ``length`` bytes from ``offset`` with one ranged GET (``Range: bytes=<offset>-<last>``)."""
+        if offset < 0 or length <= 0:
+            raise VolumeError(f"{self.url}: {key}: bad range {offset}+{length}")
+        data, ranged = self._get(key, offset, offset + length - 1)
+        return (data if ranged else data[offset:])[:length]
+
+    def _get(self, key: str, offset: int, last: int | None = None) -> tuple[bytes, bool]:
+        """GET the object (from ``offset``, up to byte ``last``): its bytes, and whether the server honoured the range."""
         s3key = self._key(key)
-        extra = {"Range": f"bytes={offset}-"} if offset else {}
+        extra = {"Range": f"bytes={offset}-{'' if last is None else last}"} if offset or last is not None else {}
         for attempt in range(READ_ATTEMPTS):
             try:
                 response = self._client.get_object(Bucket=self.bucket, Key=s3key, **extra)

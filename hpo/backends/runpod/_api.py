@@ -22,6 +22,22 @@ pod of that name is the answer; a listing that answered without it lets the
 create be tried again; no listing answering raises
 :class:`LaunchUnknownError`: the pod may exist, and nothing may create that
 attempt again until a listing has answered.
+
+Every answer is checked for shape where it is read, because a proxy or a
+captive portal can answer 200 with an HTML page, and an API can send a list
+where an object belongs. Junk (a body that is not JSON, or not the shape
+RunPod documents) is one line naming the endpoint, handled like a 5xx: a read
+is retried and, if the junk persists, raises :class:`ApiUnavailableError`; a
+create answered with junk may have made the pod, so it is looked up by name.
+Within a listing, a pod without a usable ``id`` or ``name`` cannot be one of
+ours and is skipped with a warning; a pod whose ``status`` is not one RunPod
+documents is taken as live (``starting``) with a warning, so junk never makes
+anything terminate or relaunch a pod. Fields we can do without (a cost, a GPU
+type, a time) that come with the wrong type are read as unknown. A call's
+total time is bounded: no try starts past its deadline, each try's timeout
+shrinks to what is left of it, and a body that trickles in is cut off at the
+try's timeout, so a server that accepts and never answers (or answers a byte
+at a time) costs at most the deadline plus one request timeout.
 """
 
 from __future__ import annotations
@@ -34,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from tenacity import (
@@ -45,7 +61,7 @@ from tenacity import (
     stop_before_delay,
     wait_exponential_jitter,
 )
-from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, DecodeError, ProtocolError, ReadTimeoutError
 
 from hpo.errors import (
     ApiError,
@@ -60,6 +76,11 @@ from hpo.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The largest answer read; RunPod's biggest (a listing of many pods) is far smaller."""
 
 DEFAULT_REST_URL = "https://api.runpod.io"
 DEFAULT_GRAPHQL_BASE = "https://api.runpod.io"
@@ -176,6 +197,98 @@ def _was_sent(exc: requests.RequestException) -> bool:
     return not isinstance(reason, ConnectTimeoutError)  # urllib3: refused, DNS and connect timeouts
 
 
+class _Junk(ApiError):
+    """A 2xx answer that is not the shape RunPod documents; the message says what is wrong, in a few words.
+
+    Raised by the validators below and turned, where the call is made, into
+    an :class:`ApiUnavailableError` naming the endpoint (retried for reads,
+    looked up by name for creates). An :class:`ApiError`, so that a caller of
+    :func:`pod_from_json` meets the same family as everywhere else.
+    """
+
+
+# Pods a listing skipped, statuses read as live, fields read as unknown: warned about once each per process,
+# since a controller lists every few seconds and one odd pod would otherwise flood the log.
+_WARNED: set[tuple[str, ...]] = set()
+_WARNED_MAX = 10_000
+
+
+def _warn_once(key: tuple[str, ...], message: str, *args: object) -> None:
+    """Log ``message`` at WARNING the first time ``key`` is seen (then stay quiet about it)."""
+    if key in _WARNED:
+        return
+    if len(_WARNED) < _WARNED_MAX:
+        _WARNED.add(key)
+    log.warning(message, *args)
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words, for a message (never the value itself: it may be huge)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut at ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _snippet(body: bytes, limit: int = 60) -> str:
+    """The start of a body, quoted on one line (control characters escaped), to say what came instead of JSON."""
+    text = body[: limit * 4].decode("utf-8", errors="replace")
+    flat = " ".join(text.split())
+    return repr(flat[:limit] + ("…" if len(flat) > limit else ""))
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else :class:`_Junk` saying what ``what`` was instead."""
+    if not isinstance(value, Mapping):
+        raise _Junk(f"{what} is {_kind(value)}, not an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    """``value`` if it is a JSON list, else :class:`_Junk`."""
+    if not isinstance(value, list):
+        raise _Junk(f"{what} is {_kind(value)}, not a list")
+    return value
+
+
+def _number(value: Any) -> float | None:
+    """A finite number (never a boolean or a numeric string), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _price(value: Any) -> float | None:
+    """A price or a cost: a finite number >= 0, or None."""
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _text(value: Any) -> str | None:
+    """A string, or None for anything else."""
+    return value if isinstance(value, str) else None
+
+
+def _any(body: Any) -> Any:
+    """No shape required (``DELETE`` answers 204, any JSON or none will do)."""
+    return body
+
+
 def _uptime(runtime: Any) -> float | None:
     """v2 ``runtime.uptime`` (seconds since the container started), or None where missing or not a sane number."""
     if not isinstance(runtime, Mapping):
@@ -204,24 +317,77 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def pod_from_json(raw: Mapping[str, Any]) -> Pod:
-    """Translate one v2 Pod object."""
+def pod_from_json(raw: Any) -> Pod:
+    """Translate one v2 Pod object.
+
+    Raises :class:`ApiError` (a private subclass) for what cannot be a pod we
+    manage: not an object, or no string ``id`` or ``name``. A status RunPod
+    does not document is read as ``starting`` (live: never terminated or
+    relaunched for it), and a field we can do without that has the wrong type
+    is read as unknown; both are warned about once.
+    """
+    raw = _object(raw, "the pod")
+    pod_id = raw.get("id")
+    if not isinstance(pod_id, str) or not pod_id.strip():
+        raise _Junk(f"a pod has no usable id ({_kind(pod_id)})")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise _Junk(f"pod {pod_id!r} has no usable name ({_kind(name)})")
     status = raw.get("status")
-    if status not in _STATUS:
-        raise ApiError(f"RunPod returned pod {raw.get('id')!r} with unknown status {status!r}")
-    gpu = raw.get("gpu") or {}
+    ours = _STATUS.get(status) if isinstance(status, str) else None
+    if ours is None:
+        shown = _one_line(repr(status), 40)
+        _warn_once(
+            ("status", pod_id, shown),
+            "RunPod reports pod %s (%s) with status %s, which its API does not define: "
+            "taking it as live (nothing is terminated or relaunched for it)",
+            pod_id, name, shown,
+        )
+        ours = "starting"
+    gpu_type: str | None = None
+    gpu_count = 1
+    gpu = raw.get("gpu")
+    if isinstance(gpu, Mapping):
+        gpu_type = _text(gpu.get("id"))
+        count = gpu.get("count")
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+            gpu_count = count
+        elif count is not None:
+            _warn_once(("gpu.count", pod_id), "RunPod reports pod %s with gpu.count %s: counting 1", pod_id, _kind(count))
+    elif gpu is not None:
+        _warn_once(("gpu", pod_id), "RunPod reports pod %s with gpu as %s: its GPU type is unknown", pod_id, _kind(gpu))
+    cost = _price(raw.get("cost"))
+    if cost is None and raw.get("cost") is not None:
+        _warn_once(
+            ("cost", pod_id), "RunPod reports pod %s with cost as %s: using the price list", pod_id, _kind(raw.get("cost"))
+        )
     return Pod(
-        id=str(raw["id"]),
-        name=str(raw.get("name") or ""),
-        status=_STATUS[status],
-        gpu_type=gpu.get("id"),
-        gpu_count=int(gpu.get("count") or 1),
-        cost_per_hr=float(raw["cost"]) if raw.get("cost") is not None else None,
-        data_center=raw.get("dataCenterId"),
+        id=pod_id,
+        name=name,
+        status=ours,
+        gpu_type=gpu_type,
+        gpu_count=gpu_count,
+        cost_per_hr=cost,
+        data_center=_text(raw.get("dataCenterId")),
         created_at=_parse_time(raw.get("createdAt")),
         started_at=_parse_time(raw.get("startedAt")),
         uptime_s=_uptime(raw.get("runtime")),
     )
+
+
+def _pod_list(body: Any) -> list[Pod]:
+    """``GET /v2/pods``: ``{"pods": [...]}``; a pod that cannot be ours (no id or name) is skipped with a warning."""
+    pods: list[Pod] = []
+    for raw in _list(_object(body, "the answer").get("pods"), "pods"):
+        try:
+            pods.append(pod_from_json(raw))
+        except _Junk as junk:
+            _warn_once(
+                ("skipped", str(junk)),
+                "GET /v2/pods: skipping a listed pod (%s): without an id and a name it cannot be one of ours",
+                junk,
+            )
+    return pods
 
 
 def create_body(request: PodRequest) -> dict[str, Any]:
@@ -360,16 +526,21 @@ class RunPodApi:
         return self._list_pods(self._until())
 
     def _list_pods(self, until: float) -> list[Pod]:
-        body = self._call("GET", "/v2/pods", until=until)
-        return [pod_from_json(raw) for raw in (body or {}).get("pods", [])]
+        return self._call("GET", "/v2/pods", parse=_pod_list, until=until)
 
     def get_pod(self, pod_id: str) -> Pod | None:
         """The pod, or None if RunPod does not know it (any more)."""
         return self._get_pod(pod_id, self._until())
 
     def _get_pod(self, pod_id: str, until: float) -> Pod | None:
+        def parse(body: Any) -> Pod:
+            pod = pod_from_json(body)
+            if pod.id != pod_id:
+                raise _Junk(f"asked for pod {pod_id!r}, got pod {pod.id!r}")
+            return pod
+
         try:
-            return pod_from_json(self._call("GET", f"/v2/pods/{pod_id}", until=until))
+            return self._call("GET", f"/v2/pods/{pod_id}", parse=parse, until=until)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -378,7 +549,7 @@ class RunPodApi:
     def terminate_pod(self, pod_id: str) -> None:
         """Terminate the pod; a pod already gone (404) is success."""
         try:
-            self._call("DELETE", f"/v2/pods/{pod_id}")
+            self._call("DELETE", f"/v2/pods/{pod_id}", parse=_any)
         except ApiError as exc:
             if exc.status != 404:
                 raise
@@ -387,12 +558,13 @@ class RunPodApi:
         """Create an on-demand pod through REST v2; returns once RunPod accepted it.
 
         Raises :class:`LaunchUnknownError` when the create may have made the
-        pod and no lookup by name could tell (see the module docstring).
+        pod and no lookup by name could tell (see the module docstring). An
+        answer that is junk (not a pod) is a create that may have happened.
         """
         body = create_body(request)
 
         def post(until: float) -> Pod:
-            return pod_from_json(self._call("POST", "/v2/pods", json_body=body, retry=False, until=until))
+            return self._call("POST", "/v2/pods", json_body=body, parse=pod_from_json, retry=False, until=until)
 
         return self._create_once(request.name, post, method="POST", path="/v2/pods")
 
@@ -407,14 +579,14 @@ class RunPodApi:
             + ") { id desiredStatus imageName machineId } }"
         )
 
+        def parse(data: Any) -> str:
+            pod_id = _object(data, "podRentInterruptable").get("id")
+            if not isinstance(pod_id, str) or not pod_id.strip():
+                raise _Junk(f"podRentInterruptable for {request.name!r} answered without a pod id ({_kind(pod_id)})")
+            return pod_id
+
         def post(until: float) -> Pod:
-            data = self._graphql_call(query, field_name="podRentInterruptable", retry=False, until=until)
-            if not isinstance(data, Mapping) or not data.get("id"):
-                raise _MaybeDone(ApiUnavailableError(
-                    f"podRentInterruptable for {request.name!r} answered without a pod id",
-                    method="POST", path="/graphql",
-                ))
-            pod_id = str(data["id"])
+            pod_id = self._graphql_call(query, field_name="podRentInterruptable", parse=parse, retry=False, until=until)
             accepted = Pod(
                 id=pod_id, name=request.name, status="provisioning",
                 gpu_type=request.gpu_type, gpu_count=request.gpu_count,
@@ -429,15 +601,18 @@ class RunPodApi:
     def _create_once(self, name: str, post: Callable[[float], Pod], *, method: str, path: str) -> Pod:
         """Post a create until it is answered, never posting again before a lookup by name has answered.
 
-        After a 5xx (or a lost answer) the pod is looked up by name: found, it
-        is the answer; absent (the listing answered), the create may be posted
-        again; no listing answering within the deadline: :class:`LaunchUnknownError`.
+        After a 5xx, junk or a lost answer, the pod is looked up by name:
+        found, it is the answer; absent (the listing answered), the create may
+        be posted again; no listing answering within the deadline:
+        :class:`LaunchUnknownError`.
         """
         until = self._until()
+        last: ApiUnavailableError | None = None
         for round_ in range(self._attempts):
             try:
                 return post(until)
             except _MaybeDone as lost:
+                last = lost.error
                 made = self._lookup(name, until, lost.error)
                 if made is not None:
                     log.info("create of %s failed (%s), but the pod exists (%s): using it", name, lost.error, made.id)
@@ -448,8 +623,8 @@ class RunPodApi:
                 break
             self._sleep(wait)
         raise ApiUnavailableError(
-            f"{method} {path}: creating {name!r} kept failing (5xx or no answer); a lookup by name shows no such pod",
-            method=method, path=path,
+            f"{method} {path}: creating {name!r} kept failing (last: {last}); a lookup by name shows no such pod",
+            method=method, path=path, status=last.status if last else None, detail=last.detail if last else "",
         )
 
     def _lookup(self, name: str, until: float, cause: ApiUnavailableError) -> Pod | None:
@@ -467,62 +642,72 @@ class RunPodApi:
         return min(named, key=by_age, default=None)
 
     def gpu_price(self, gpu_type: str) -> GpuPrice:
-        """Secure-cloud on-demand and spot prices of ``gpu_type`` from GraphQL ``gpuTypes``."""
+        """Secure-cloud on-demand and spot prices of ``gpu_type`` from GraphQL ``gpuTypes``.
+
+        A price that is not a number >= 0 is read as unknown (None), never guessed.
+        """
         query = (
             "query { gpuTypes(input: {id: " + _gql(gpu_type) + "}) { id securePrice secureSpotPrice "
             "lowestPrice(input: {gpuCount: 1, secureCloud: true}) { minimumBidPrice uninterruptablePrice stockStatus } } }"
         )
-        types = self._graphql_call(query, field_name="gpuTypes", retry=True) or []
+        types = self._graphql_call(query, field_name="gpuTypes", parse=_gpu_types, retry=True)
         for raw in types:
             if raw.get("id") == gpu_type:
-                lowest = raw.get("lowestPrice") or {}
+                lowest = raw.get("lowestPrice")
+                lowest = lowest if isinstance(lowest, Mapping) else {}
                 return GpuPrice(
                     gpu_type=gpu_type,
-                    on_demand=raw.get("securePrice"),
-                    spot=raw.get("secureSpotPrice"),
-                    minimum_bid=lowest.get("minimumBidPrice"),
-                    stock=lowest.get("stockStatus"),
+                    on_demand=_price(raw.get("securePrice")),
+                    spot=_price(raw.get("secureSpotPrice")),
+                    minimum_bid=_price(lowest.get("minimumBidPrice")),
+                    stock=_text(lowest.get("stockStatus")),
                 )
         raise RequestRejectedError(f"RunPod does not know GPU type {gpu_type!r}", detail=gpu_type)
 
     def on_demand_prices(self) -> dict[str, float]:
         """Secure Cloud on-demand $/GPU-hour per GPU type, from REST v2 ``GET /v2/catalog/gpus``.
 
-        Types not sold in Secure Cloud are left out (the catalog prices them 0).
+        Types not sold in Secure Cloud are left out (the catalog prices them 0),
+        and so is an entry whose price is not a number.
         """
-        body = self._call("GET", "/v2/catalog/gpus")
-        prices: dict[str, float] = {}
-        for raw in (body or {}).get("gpus", []):
-            price = (raw.get("price") or {}).get("secure")
-            if raw.get("id") and raw.get("secure") and isinstance(price, (int, float)) and price > 0:
-                prices[str(raw["id"])] = float(price)
-        return prices
+
+        def parse(body: Any) -> dict[str, float]:
+            prices: dict[str, float] = {}
+            for raw in _list(_object(body, "the answer").get("gpus"), "gpus"):
+                raw = _object(raw, "a GPU type")
+                gpu_id = _text(raw.get("id"))
+                price_table = raw.get("price")
+                price = _price(price_table.get("secure")) if isinstance(price_table, Mapping) else None
+                if gpu_id and raw.get("secure") is True and price is not None and price > 0:
+                    prices[gpu_id] = price
+            return prices
+
+        return self._call("GET", "/v2/catalog/gpus", parse=parse)
 
     def spot_prices(self) -> dict[str, float]:
         """Secure Cloud spot $/GPU-hour per GPU type, from GraphQL ``gpuTypes`` (v2 has no spot price)."""
-        types = self._graphql_call("query { gpuTypes { id secureSpotPrice } }", field_name="gpuTypes", retry=True) or []
-        return {
-            str(raw["id"]): float(raw["secureSpotPrice"])
-            for raw in types
-            if raw.get("id") and isinstance(raw.get("secureSpotPrice"), (int, float)) and raw["secureSpotPrice"] > 0
-        }
+        types = self._graphql_call(
+            "query { gpuTypes { id secureSpotPrice } }", field_name="gpuTypes", parse=_gpu_types, retry=True
+        )
+        prices: dict[str, float] = {}
+        for raw in types:
+            gpu_id = _text(raw.get("id"))
+            price = _price(raw.get("secureSpotPrice"))
+            if gpu_id and price is not None and price > 0:
+                prices[gpu_id] = price
+        return prices
 
     def pod_billing(self, since: datetime) -> dict[str, float]:
         """USD billed per pod id since ``since``, from ``GET /v2/billing/pods`` (day buckets, summed).
 
         One call for the whole account: the records come per pod per bucket,
         and RunPod snaps the window to whole days, so a pod is either wholly
-        in the answer or not at all.
+        in the answer or not at all. A malformed record makes the whole
+        answer junk (retried, then :class:`ApiUnavailableError`): a bill with
+        a record left out would read as money not spent.
         """
         start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = self._call("GET", f"/v2/billing/pods?bucketSize=day&startTime={start}")
-        billed: dict[str, float] = {}
-        for record in (body or {}).get("records", []):
-            pod_id = record.get("podId")
-            amount = record.get("totalAmount")
-            if pod_id and isinstance(amount, (int, float)):
-                billed[str(pod_id)] = billed.get(str(pod_id), 0.0) + float(amount)
-        return billed
+        return self._call("GET", f"/v2/billing/pods?bucketSize=day&startTime={start}", parse=_billing)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -536,13 +721,35 @@ class RunPodApi:
 
     def _send(
         self, method: str, path: str, what: str, idempotent: bool, until: float, *, json_body: Any = None
-    ) -> requests.Response:
-        """One HTTP request; a transport failure becomes the exception its retry policy needs."""
+    ) -> _Answer:
+        """One HTTP request, its body read in full; a transport failure becomes the exception its retry policy needs.
+
+        The body is streamed and cut off once the try's timeout has passed
+        since it began (a server trickling bytes never holds a call beyond
+        it) or once it passes :data:`MAX_BODY_BYTES` (no answer of RunPod's
+        is that big). Redirects are not followed: RunPod's API never
+        redirects, and a proxy or portal that does is answering junk.
+        """
         url = self._graphql if path == "/graphql" else self._rest + path
+        timeout = self._request_timeout(until)
+        began = time.monotonic()
+        base = self._graphql if path == "/graphql" else self._rest
         try:
-            return self._session.request(method, url, json=json_body, timeout=self._request_timeout(until))
+            response = self._session.request(
+                method, url, json=json_body, timeout=timeout, stream=True, allow_redirects=False
+            )
+            try:
+                body, unreadable = _read_body(response, began + timeout)
+            finally:
+                response.close()
+        except _BodyTooSlow:
+            error = ApiUnavailableError(
+                f"{what}: RunPod's answer did not arrive in full within {timeout:.3g}s", method=method, path=path
+            )
+            if idempotent:
+                raise _Transient(error) from None
+            raise _MaybeDone(error) from None
         except _TRANSPORT_ERRORS as exc:
-            base = self._graphql if path == "/graphql" else self._rest
             error = ApiUnavailableError(
                 f"{what}: cannot reach RunPod at {base} ({type(exc).__name__})", method=method, path=path
             )
@@ -550,76 +757,105 @@ class RunPodApi:
                 raise _Transient(error) from exc
             raise _MaybeDone(error) from exc
         except requests.RequestException as exc:  # a malformed URL and the like: retrying will not help
-            raise ApiError(f"{what}: {type(exc).__name__}: {exc}", method=method, path=path) from exc
+            raise ApiError(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}", method=method, path=path) from exc
+        return _Answer(
+            status=response.status_code,
+            reason=_one_line(str(response.reason or "")),
+            content_type=_one_line(response.headers.get("Content-Type", ""), 60),
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+            location=_one_line(response.headers.get("Location", ""), 120),
+            body=body,
+            unreadable=unreadable,
+        )
 
-    @staticmethod
-    def _json(response: requests.Response, method: str, path: str, idempotent: bool) -> Any:
-        """A 2xx answer's JSON (None if empty); an unreadable body is a lost answer."""
-        if not response.content:
-            return None
+    def _answered(
+        self, answer: _Answer, method: str, path: str, what: str, idempotent: bool, parse: Callable[[Any], _T]
+    ) -> _T:
+        """A 2xx (or stray 1xx/3xx) answer parsed by ``parse``; junk raises what its retry policy needs."""
         try:
-            return response.json()
-        except ValueError:
+            if answer.status >= 300 or answer.status < 200:
+                where = f" to {answer.location}" if answer.location else ""
+                raise _Junk(f"an unexpected redirect{where}" if answer.status >= 300 else "an interim status")
+            return parse(_decode(answer))
+        except _Junk as junk:
             error = ApiUnavailableError(
-                f"{method} {path}: {response.status_code} with a body that is not JSON",
-                method=method, path=path, status=response.status_code,
+                f"{what}: RunPod answered {answer.status} with junk: {junk}",
+                method=method, path=path, status=answer.status, detail=str(junk),
             )
             if idempotent:
                 raise _Transient(error) from None
             raise _MaybeDone(error) from None
 
     def _call(
-        self, method: str, path: str, *, json_body: Any = None, retry: bool | None = None, until: float | None = None
-    ) -> Any:
-        """One REST call with the retry policy of its method; returns the parsed JSON (or None).
+        self,
+        method: str,
+        path: str,
+        *,
+        parse: Callable[[Any], _T],
+        json_body: Any = None,
+        retry: bool | None = None,
+        until: float | None = None,
+    ) -> _T:
+        """One REST call with the retry policy of its method; returns what ``parse`` makes of the JSON (None if empty).
 
-        ``retry=False`` is for creates only: a 5xx or a lost answer raises
-        :class:`_MaybeDone` for :meth:`_create_once` to resolve.
+        ``parse`` raises :class:`_Junk` on a shape it does not accept; that
+        try then counts as failed like a 5xx. ``retry=False`` is for creates
+        only: a 5xx, junk or a lost answer raises :class:`_MaybeDone` for
+        :meth:`_create_once` to resolve.
         """
         idempotent = method in ("GET", "DELETE") if retry is None else retry
         until = self._until() if until is None else until
+        what = f"{method} {path.split('?', 1)[0]}"
 
-        def once() -> Any:
-            response = self._send(method, path, f"{method} {path}", idempotent, until, json_body=json_body)
-            if response.status_code < 300:
-                return self._json(response, method, path, idempotent)
-            error = self._error(method, path, response)
+        def once() -> _T:
+            answer = self._send(method, path, what, idempotent, until, json_body=json_body)
+            if answer.status < 400:
+                return self._answered(answer, method, path, what, idempotent, parse)
+            error = self._error(method, path, answer)
             if isinstance(error, ApiUnavailableError):  # 429 or 5xx
-                if response.status_code == 429 or idempotent:  # a 429 was not acted on: always safe to retry
-                    raise _Transient(error, _retry_after(response))
+                if answer.status == 429 or idempotent:  # a 429 was not acted on: always safe to retry
+                    raise _Transient(error, answer.retry_after)
                 raise _MaybeDone(error)
             raise error
 
         return self._with_retries(once, until)
 
-    def _graphql_call(self, query: str, *, field_name: str, retry: bool, until: float | None = None) -> Any:
+    def _graphql_call(
+        self, query: str, *, field_name: str, parse: Callable[[Any], _T], retry: bool, until: float | None = None
+    ) -> _T:
+        """One GraphQL call: ``data.<field_name>`` parsed by ``parse``; GraphQL's errors (HTTP 200) map by message."""
         until = self._until() if until is None else until
+        what = f"GraphQL {field_name}"
 
-        def once() -> Any:
-            response = self._send("POST", "/graphql", f"GraphQL {field_name}", retry, until, json_body={"query": query})
-            if response.status_code >= 300:
-                error = self._error("POST", "/graphql", response)
-                if isinstance(error, ApiUnavailableError):  # 429 or 5xx
-                    if response.status_code == 429 or retry:
-                        raise _Transient(error, _retry_after(response))
-                    raise _MaybeDone(error)
-                raise error
-            body = self._json(response, "POST", "/graphql", retry)
-            if not isinstance(body, dict):
-                body = {}
-            errors = body.get("errors") or []
-            if errors:
+        def read(body: Any) -> _T:
+            body = _object(body, "the answer")
+            errors = body.get("errors")
+            if errors is not None and errors != []:
+                message = _graphql_message(errors)
                 # GraphQL reports failures with HTTP 200 and a message only.
-                message = str(errors[0].get("message", "unknown error"))
-                kind = CapacityError if is_capacity_message(message) else RequestRejectedError
+                kind: type[CloudError] = CapacityError if is_capacity_message(message) else RequestRejectedError
                 if "balance" in message.lower():
                     kind = BalanceError
                 raise kind(f"RunPod {field_name}: {message}", method="POST", path="/graphql", status=200, detail=message)
-            return (body.get("data") or {}).get(field_name)
+            data = _object(body.get("data"), "data")
+            if field_name not in data:
+                raise _Junk(f"data has no {field_name}")
+            return parse(data[field_name])
+
+        def once() -> _T:
+            answer = self._send("POST", "/graphql", what, retry, until, json_body={"query": query})
+            if answer.status < 400:
+                return self._answered(answer, "POST", "/graphql", what, retry, read)
+            error = self._error("POST", "/graphql", answer)
+            if isinstance(error, ApiUnavailableError):  # 429 or 5xx
+                if answer.status == 429 or retry:
+                    raise _Transient(error, answer.retry_after)
+                raise _MaybeDone(error)
+            raise error
 
         return self._with_retries(once, until)
 
-    def _with_retries(self, once: Callable[[], Any], until: float) -> Any:
+    def _with_retries(self, once: Callable[[], _T], until: float) -> _T:
         """Run ``once`` until it answers, the tries run out, or the next try would start past ``until``."""
 
         def wait(state: RetryCallState) -> float:
@@ -652,22 +888,27 @@ class RunPodApi:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _error(method: str, path: str, response: requests.Response) -> CloudError:
-        """Turn a non-2xx answer into the error its status code means."""
+    def _error(method: str, path: str, answer: _Answer) -> CloudError:
+        """Turn a 4xx/5xx answer into the error its status code means (whatever shape its body has)."""
         try:
-            problem = response.json()
-        except ValueError:
+            problem = _decode(answer)
+        except _Junk:
+            problem = None
+        if not isinstance(problem, Mapping):
             problem = {}
-        if not isinstance(problem, dict):
-            problem = {}
-        detail = str(problem.get("detail") or problem.get("error") or problem.get("message") or problem.get("title") or response.reason)
+        detail = ""
+        for key in ("detail", "error", "message", "title"):
+            if isinstance(problem.get(key), str) and problem[key].strip():
+                detail = problem[key]
+                break
+        detail = _one_line(detail or answer.reason or f"HTTP {answer.status}")
         violations = problem.get("errors")
-        if violations:
+        if isinstance(violations, list) and violations:
             detail += "; " + "; ".join(
-                str(v.get("message", v) if isinstance(v, dict) else v) for v in violations[:5]
+                _one_line(str(v.get("message", v) if isinstance(v, Mapping) else v), 120) for v in violations[:5]
             )
-        status = response.status_code
-        text = f"{method} {path}: {status} {detail}"
+        status = answer.status
+        text = f"{method} {path.split('?', 1)[0]}: {status} {detail}"
         args = {"method": method, "path": path, "status": status, "detail": detail}
         if status == 401:
             return AuthError(f"{text} (check RUNPOD_API_KEY)", **args)
@@ -685,15 +926,124 @@ class RunPodApi:
         return ApiError(text, **args)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer, read in full: what the parsers and the error mapping need of it."""
+
+    status: int
+    reason: str
+    content_type: str
+    retry_after: float | None
+    location: str
+    body: bytes
+    #: Why the body could not be read as sent (too big, a broken encoding), or None.
+    unreadable: str | None = None
+
+
+class _BodyTooSlow(Exception):
+    """The answer's body did not arrive in full within the try's timeout."""
+
+
+def _read_body(response: requests.Response, stop_at: float) -> tuple[bytes, str | None]:
+    """The whole body and None; or what was read and why it is unusable (too big, a broken content encoding).
+
+    Reads whatever has arrived (``read1``), shrinking the socket's timeout to
+    what is left before ``stop_at``, so a body that trickles in a byte at a
+    time cannot hold the call past ``stop_at`` (:class:`_BodyTooSlow`).
+    """
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            left = stop_at - time.monotonic()
+            if left <= 0:
+                raise _BodyTooSlow()
+            _shrink_socket_timeout(raw, left)
+            chunk = read1(65536, decode_content=True) if read1 is not None else raw.read(8192, decode_content=True)
+            if not chunk:
+                return b"".join(chunks), None
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return b"", f"a body over {MAX_BODY_BYTES // (1024 * 1024)} MB"
+    except DecodeError as exc:
+        return b"", f"a body whose content encoding is broken ({type(exc).__name__})"
+    except (ReadTimeoutError, TimeoutError):
+        if time.monotonic() >= stop_at - 0.01:
+            raise _BodyTooSlow() from None
+        raise requests.ConnectionError("read timed out") from None
+    except (ProtocolError, OSError) as exc:
+        raise requests.ConnectionError(f"{type(exc).__name__} while reading the answer") from None
+
+
+def _shrink_socket_timeout(raw: Any, seconds: float) -> None:
+    """Best effort: make the next read on the answer's socket wait at most ``seconds``."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None) or getattr(
+        getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None
+    )
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.01, seconds))
+        except OSError:
+            pass
+
+
+def _decode(answer: _Answer) -> Any:
+    """The JSON of an answer (None if the body is empty); a body that is not JSON is :class:`_Junk`."""
+    if answer.unreadable is not None:
+        raise _Junk(answer.unreadable)
+    if not answer.body:
+        return None
+    try:
+        return json.loads(answer.body)
+    except (ValueError, RecursionError):  # JSON, UTF-8 and nesting errors alike
+        kind = f" ({answer.content_type})" if answer.content_type else ""
+        raise _Junk(f"a body that is not JSON{kind}: {_snippet(answer.body)}") from None
+
+
+def _gpu_types(value: Any) -> list[Mapping[str, Any]]:
+    """GraphQL ``gpuTypes``: a list of objects."""
+    return [_object(raw, "a GPU type") for raw in _list(value, "gpuTypes")]
+
+
+def _graphql_message(errors: Any) -> str:
+    """The first message of GraphQL's ``errors`` (a list of objects with a ``message``), or :class:`_Junk`."""
+    first = _object(_list(errors, "errors")[0], "errors[0]")
+    message = first.get("message")
+    if not isinstance(message, str) or not message.strip():
+        raise _Junk(f"errors[0].message is {_kind(message)}")
+    return _one_line(message)
+
+
+def _billing(body: Any) -> dict[str, float]:
+    """``GET /v2/billing/pods``: USD per pod id, summed over buckets; any malformed record is :class:`_Junk`."""
+    billed: dict[str, float] = {}
+    for index, record in enumerate(_list(_object(body, "the answer").get("records"), "records")):
+        record = _object(record, f"records[{index}]")
+        pod_id = record.get("podId")
+        amount = _number(record.get("totalAmount"))
+        if not isinstance(pod_id, str) or not pod_id:
+            raise _Junk(f"records[{index}].podId is {_kind(pod_id)}")
+        if amount is None:
+            given = record.get("totalAmount")
+            shown = "NaN or infinite" if _kind(given) == "a number" else f"{_kind(given)}, not a number"
+            raise _Junk(f"records[{index}].totalAmount is {shown}")
+        billed[pod_id] = billed.get(pod_id, 0.0) + amount
+    return billed
+
+
 def by_age(pod: Pod) -> tuple[float, str]:
     """Sort key: the oldest pod first (by creation time, then id; an undated pod last)."""
     created = pod.created_at.astimezone(UTC).timestamp() if pod.created_at is not None else math.inf
     return (created, pod.id)
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (a number of seconds; a date or junk is ignored)."""
     try:
-        return max(0.0, float(value)) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return max(0.0, seconds) if seconds is not None and math.isfinite(seconds) else None
