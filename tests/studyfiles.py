@@ -50,7 +50,7 @@ studies:
       garbage: {type: categorical, choices: [GARBAGE]}
       gate: {type: categorical, choices: [GATE]}
     sampler: {type: random, seed: 11}
-    pruner: {type: none}
+    pruner: PRUNER
     fidelity: {max_step: MAX_STEP}
     budget: {trials: TRIALS, concurrency: CONCURRENCY, max_attempts: 3}
     volume: {path: storage}
@@ -92,11 +92,13 @@ def make_workspace(
     garbage: bool = False,
     storage: str | None = None,
     spot: bool | str = True,
-    gate: Path | None = None,
+    gate: Path | str | None = None,
+    pruner: str = "{type: none}",
 ) -> Path:
     """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/.
 
-    ``gate``: a file the steady study's trials wait for at step 2 (see tests/objectives/steady.py).
+    ``gate``: a file the steady study's trials wait for at step 2 (see tests/objectives/steady.py);
+    ``pruner``: the steady study's pruner (none by default).
     """
     root.mkdir(parents=True, exist_ok=True)
     text = (
@@ -107,6 +109,7 @@ def make_workspace(
         .replace("CONCURRENCY", str(concurrency))
         .replace("GARBAGE", "true" if garbage else "false")
         .replace("GATE", json.dumps(str(gate) if gate else "none"))
+        .replace("PRUNER", pruner)
         .replace("STORAGE", f"storage: {storage}" if storage else "")
         .replace("SPOT", spot if isinstance(spot, str) else str(spot).lower())
         .replace("VOLUME_ID", VOLUME_ID)

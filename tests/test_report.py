@@ -240,7 +240,11 @@ def test_hpo_report_after_a_small_demo_run_draws_the_front(tmp_path: Path) -> No
     frame = pd.read_csv(paths[0])
     assert len(frame) == 8 and set(frame["state"]) <= {"complete", "pruned"}
     front = frame[frame["on_front"]]
-    assert len(front) >= 1 and (frame["cpu_seconds"] > 0).all() and (frame["cost_usd"] == 0).all()
+    assert len(front) >= 1 and (frame["cost_usd"] == 0).all()
+    # A finished worker always says its CPU time; a pruned one only if it could before its SIGKILL
+    # (on a loaded machine the 5 s grace can pass first): then its CPU time is unknown, never 0.
+    assert (frame.loc[frame["state"] == "complete", "cpu_seconds"] > 0).all()
+    assert (frame["cpu_seconds"].isna() | (frame["cpu_seconds"] > 0)).all()
     best = frame.loc[frame["best_value"].idxmin()]
     assert best["on_front"]  # the best loss is always on the front
     assert "Pareto front" in paths[1].read_text()

@@ -5,9 +5,9 @@ resumes from the checkpoint, so tests can interrupt it anywhere and compare
 the curve with the formula. Trial ``fail_trial`` (a param, -1 for none)
 raises at step 2, to test a failing objective; with ``garbage`` true, trial 0
 writes a garbage line and a torn report into its own event file at step 2.
-With a ``gate`` parameter (a file path), every trial waits at step 2 until
-the test creates that file: a test holds a study running that way, never by
-hoping it is slow enough.
+With a ``gate`` parameter (a file path; ``{trial}`` in it is the trial's
+number), every trial waits at step 2 until the test creates that file: a test
+holds a study running that way, never by hoping it is slow enough.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def objective(trial: Any) -> float:
     for step in range(trial.resume_step + 1, trial.max_step + 1):
         time.sleep(pace)
         if gate and gate != "none" and step == 2:
-            _wait_for_gate(Path(gate))
+            _wait_for_gate(Path(gate.format(trial=trial.number)))
         if trial.number == fail_trial and step == 2:
             raise RuntimeError(f"boom at step {step}")
         state["steps_run"] += 1
