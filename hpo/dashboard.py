@@ -48,14 +48,14 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import optuna_dashboard  # type: ignore[import-untyped]  # ships no type hints
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import StudyConfig
 from hpo.controller import open_study_volume
 from hpo.errors import HpoError
-from hpo.journal import VolumeJournalBackend
+from hpo.journal import CheckedJournalStorage, VolumeJournalBackend
 
 if TYPE_CHECKING:
     from optuna.study._frozen import FrozenStudy  # Optuna exports no public name for it
@@ -94,7 +94,7 @@ def open_dashboard_storage(
     )
     # The server answers requests in parallel threads; JournalStorage calls its backend only under
     # its own lock, so the backend (which is not thread-safe) sees one call at a time.
-    return JournalStorage(backend)
+    return CheckedJournalStorage(backend, config.name)  # a log Optuna cannot replay: one line, no traceback
 
 
 class ReadOnlyError(HpoError):
