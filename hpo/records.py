@@ -51,6 +51,7 @@ class LaunchRecord(BaseModel):
     gpu_type: _Short | None = None
     spot: Annotated[bool, Strict()] | None = None
     cost_per_hr: Annotated[_Float, Field(ge=0.0, le=10_000.0)] | None = None
+    bid_per_gpu: Annotated[_Float, Field(ge=0.0, le=10_000.0)] | None = None  # a spot pod's bid, USD per GPU-hour
     launched_at: _Float | None = None
 
 

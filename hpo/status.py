@@ -85,6 +85,8 @@ def _worker(
         parts.append(str(gpu))
     if launch.spot is not None:
         parts.append("spot" if launch.spot else "on-demand")
+    bid = (handle.detail if handle else {}).get("bid_per_gpu") or getattr(launch, "bid_per_gpu", None)
+    parts += [f"bid ${bid:.3f}/GPU-h"] if isinstance(bid, float) else []
     if handle is not None:
         parts.append(str(handle.detail.get("pod_status", handle.status)))
         uptime = handle.detail.get("uptime_s")

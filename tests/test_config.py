@@ -849,3 +849,57 @@ def test_the_bounds_themselves_are_accepted(write: Any) -> None:
         "demo",
     )
     assert (study.poll_interval, study.budget.trials, study.budget.concurrency) == (86400.0, 1_000_000, 1000)
+
+
+# --------------------------------------------------------------------------- issue 12: bids, registry, placement
+
+RUNPOD_12: list[Any] = [
+    pytest.param(
+        text(edit(RUNPOD, ("compute.bid", "markt")), name="f5-lr"),
+        [at("compute.bid", "f5-lr"), "must be market, floor or a cap in USD per GPU-hour", "did you mean 'market'?"],
+        id="bid-typo",
+    ),
+    pytest.param(
+        text(edit(RUNPOD, ("compute.bid", 0)), name="f5-lr"),
+        [at("compute.bid", "f5-lr"), "above 0"],
+        id="bid-zero",
+    ),
+    pytest.param(
+        text(edit(RUNPOD, ("compute.bid", True)), name="f5-lr"),
+        [at("compute.bid", "f5-lr"), "must be market, floor or a cap"],
+        id="bid-bool",
+    ),
+    pytest.param(
+        text(edit(RUNPOD, ("compute.registry_auth", "my cred")), name="f5-lr"),
+        [at("compute.registry_auth", "f5-lr"), "without spaces"],
+        id="registry-auth-with-space",
+    ),
+    pytest.param(
+        text(edit(RUNPOD, ("compute.data_centers", ["US-KS-2", "US-TX-3"])), name="f5-lr"),
+        [at("volume.data_center", "f5-lr"), "compute.data_centers", "its own data center"],
+        id="data-centers-exclude-the-volume",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), RUNPOD_12)
+def test_bid_registry_and_placement_are_checked(write: Any, content: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_study(write(content), "f5-lr")
+    message = str(caught.value)
+    for part in expected:
+        assert part in message, message
+
+
+@pytest.mark.parametrize(("given", "read"), [("market", "market"), ("floor", "floor"), (0.35, 0.35), (1, 1.0)])
+def test_bid_policies(write: Any, given: Any, read: Any) -> None:
+    study = load_study(write(text(edit(RUNPOD, ("compute.bid", given)), name="f5-lr")), "f5-lr")
+    assert isinstance(study.compute, RunPodCompute) and study.compute.bid == read
+
+
+def test_bid_defaults_to_market_and_registry_auth_to_none(write: Any) -> None:
+    study = load_study(write(text(RUNPOD, name="f5-lr")), "f5-lr")
+    assert isinstance(study.compute, RunPodCompute)
+    assert study.compute.bid == "market" and study.compute.registry_auth is None
+    named = load_study(write(text(edit(RUNPOD, ("compute.registry_auth", "ghcr-private")), name="f5-lr")), "f5-lr")
+    assert isinstance(named.compute, RunPodCompute) and named.compute.registry_auth == "ghcr-private"

@@ -290,7 +290,7 @@ def test_hpo_run_f5_lr_launches_the_studys_pods(fake: FakeRunPod, tmp_path: Path
     studies.write_text(yaml.safe_dump({"studies": {"f5-lr": study}}))
     config = load_study(studies, "f5-lr")
     env = {
-        **os.environ, "RUNPOD_API_KEY": API_KEY, "RUNPOD_API_URL": fake.url, "RUNPOD_API_BASE_URL": fake.url,
+        **os.environ, "RUNPOD_API_KEY": API_KEY, "HPO_RUNPOD_REST_URL": fake.url, "RUNPOD_API_BASE_URL": fake.url,
         "HPO_CACHE_DIR": str(tmp_path / "cache"),
     }
     controller = subprocess.Popen(

@@ -218,7 +218,12 @@ def test_pod_scoped_key_reaches_only_its_own_pod(fake: FakeRunPod) -> None:
     assert api(fake, "GET", "/v2/pods", key=key).status_code == 403
     assert api(fake, "POST", "/v2/pods", key=key, json=pod_body()).status_code == 403
     assert api(fake, "GET", "/v2/catalog/gpus", key=key).status_code == 403
-    assert gql(fake, "query { gpuTypes { id } }", key=key).status_code == 403
+    # On GraphQL a pod's key may only terminate its own pod: anything else is a FORBIDDEN error (HTTP 200).
+    refused = gql(fake, "query { gpuTypes { id } }", key=key)
+    assert refused.status_code == 200
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN" and refused.json()["data"] is None
+    other_terminate = gql(fake, f'mutation {{ podTerminate(input: {{podId: "{other["id"]}"}}) }}', key=key).json()
+    assert other_terminate["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert fake.pod(other["id"]).status != "TERMINATED"
 
     assert api(fake, "DELETE", f"/v2/pods/{mine['id']}", key=key).status_code == 204
@@ -280,10 +285,11 @@ def test_lifecycle_and_container_environment(
     assert env["RUNPOD_VOLUME_ID"] == VOLUME
     assert env["PUBLIC_KEY"] == ""
     assert env["CUDA_VERSION"] == pod["cudaVersion"]
-    assert env["RUNPOD_API_URL"] == env["RUNPOD_API_BASE_URL"] == fake.url
+    assert env["HPO_RUNPOD_REST_URL"] == env["RUNPOD_API_BASE_URL"] == fake.url
+    assert "RUNPOD_API_URL" not in env  # runpodctl's name (with /v1 in it), never set by RunPod or the fake
     injected = {
         "RUNPOD_POD_ID", "RUNPOD_API_KEY", "RUNPOD_DC_ID", "RUNPOD_POD_HOSTNAME", "RUNPOD_GPU_COUNT",
-        "RUNPOD_CPU_COUNT", "RUNPOD_VOLUME_ID", "PUBLIC_KEY", "CUDA_VERSION", "RUNPOD_API_URL", "RUNPOD_API_BASE_URL",
+        "RUNPOD_CPU_COUNT", "RUNPOD_VOLUME_ID", "PUBLIC_KEY", "CUDA_VERSION", "HPO_RUNPOD_REST_URL", "RUNPOD_API_BASE_URL",
     }  # fmt: skip
     # Python itself may add a variable or two at startup (LC_CTYPE coercion); nothing else may appear.
     extra = set(env) - set(given) - injected - {"PATH", "HOME", "LANG", "LC_CTYPE"}
@@ -686,7 +692,10 @@ def test_command_line_serves_until_interrupted(tmp_path: Path) -> None:
         first = process.stdout.readline()
         exports = process.stdout.readline()
         url = first.split()[4]
-        assert exports.startswith("export ") and f"RUNPOD_API_URL={url}" in exports
+        assert exports.startswith("export ") and f"HPO_RUNPOD_REST_URL={url}" in exports
+        assert f"RUNPOD_API_BASE_URL={url}" in exports and "RUNPOD_API_URL=" not in exports
+        sdk_hint = process.stdout.readline()
+        assert sdk_hint.startswith("# runpod SDK") and "runpod.api_key" in sdk_hint
         assert f"RUNPOD_API_KEY={KEY}" in exports
         response = requests.get(f"{url}/v2/pods", headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
         assert CONTRACT.assert_response(response).json() == {"pods": []}

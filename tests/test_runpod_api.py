@@ -8,13 +8,23 @@ from collections.abc import Iterator
 import pytest
 
 from hpo.backends import AttemptRef
-from hpo.backends.runpod import PodRequest, RunPodApi, is_capacity_message, parse_pod_name, pod_env, pod_name
+from hpo.backends.runpod import (
+    CandidateRefusedError,
+    GraphQLGoneError,
+    PodRequest,
+    RunPodApi,
+    is_capacity_message,
+    parse_pod_name,
+    pod_env,
+    pod_name,
+)
 from hpo.backends.runpod._api import create_body, pod_from_json
 from hpo.errors import (
     ApiUnavailableError,
     AuthError,
     BalanceError,
     CapacityError,
+    ConfigError,
     LaunchUnknownError,
     PoolDeniedError,
     RequestRejectedError,
@@ -94,8 +104,13 @@ def test_spot_pod_through_graphql_at_the_live_price(api: RunPodApi, fake: FakeRu
     assert price.spot == pytest.approx(0.14) and price.on_demand == pytest.approx(0.27)
     pod = api.create_spot_pod(_request("hpo-s-2-0"), price.minimum_bid or 0.14)
     assert fake.pod(pod.id).spot and pod.name == "hpo-s-2-0"
-    with pytest.raises(RequestRejectedError, match="bidPerGpu"):
+    # An error we do not recognise concerns this candidate only (the backend tries the next one).
+    with pytest.raises(CandidateRefusedError, match="bidPerGpu"):
         api.create_spot_pod(_request("hpo-s-3-0"), 0.01)
+    # One that names the image would fail for every candidate: the request itself is wrong.
+    with pytest.raises(RequestRejectedError, match="image") as caught:
+        api.create_spot_pod(_request("hpo-s-3-1", image="ghcr.io/Bad/Case:1"), 0.5)
+    assert not isinstance(caught.value, CandidateRefusedError)
 
 
 def test_errors_map_by_status(api: RunPodApi, fake: FakeRunPod) -> None:
@@ -257,3 +272,74 @@ def test_a_pods_uptime_is_read_when_sane_and_ignored_otherwise(runtime: object, 
     assert pod.uptime_s == uptime
     expected = None if uptime is None else pod.started_at.timestamp() + uptime  # type: ignore[union-attr]
     assert pod.provider_time() == expected
+
+
+# -- issue 12 -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", ["https://rest.runpod.io/v1", "http://127.0.0.1:8765/v2/", "https://api.runpod.io/V2"])
+def test_a_rest_base_ending_in_a_version_is_refused_in_one_line(base: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        RunPodApi(KEY, rest_url=base)
+    assert "\n" not in str(caught.value) and "version" in str(caught.value)
+    with pytest.raises(ConfigError, match="HPO_RUNPOD_REST_URL"):
+        RunPodApi.from_env({"RUNPOD_API_KEY": KEY, "HPO_RUNPOD_REST_URL": base})
+
+
+def test_the_rest_base_is_our_own_variable_and_runpodctls_is_not_taken(fake: FakeRunPod) -> None:
+    env = {"RUNPOD_API_KEY": KEY, "HPO_RUNPOD_REST_URL": fake.url, "RUNPOD_API_URL": "https://rest.runpod.io/v1"}
+    client = RunPodApi.from_env(env)
+    assert client.rest_url == fake.url and isinstance(client.list_pods(), list)
+    client.close()
+    # runpodctl's value alone (with /v1) is not ours: the default base, not …/v1/v2/pods.
+    alone = RunPodApi.from_env({"RUNPOD_API_KEY": KEY, "RUNPOD_API_URL": "https://rest.runpod.io/v1"})
+    assert alone.rest_url == "https://api.runpod.io"
+    alone.close()
+
+
+def test_registries_are_read_as_id_by_name(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("registries")
+    with FakeRunPod(api_keys={KEY}, workdir=root / "fake", registries={"ghcr": "reg1", "hub": "reg2"}) as server:
+        client = RunPodApi(KEY, rest_url=server.url, graphql_base=server.url, sleep=lambda _: None)
+        assert client.registries() == {"ghcr": "reg1", "hub": "reg2"}
+        client.close()
+
+
+def test_spot_is_priced_per_data_center(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("perdc")
+    with FakeRunPod(api_keys={KEY}, workdir=root / "fake", bid_floor_swing=0.3) as server:
+        client = RunPodApi(KEY, rest_url=server.url, graphql_base=server.url, sleep=lambda _: None)
+        for dc in ("EU-RO-1", "US-TX-3"):
+            quote = client.spot_price(A5000, data_center=dc)
+            assert quote.data_center == dc
+            assert quote.minimum_bid == pytest.approx(server.minimum_bid(A5000, dc), abs=1e-3)
+            assert quote.market is not None and quote.market >= quote.minimum_bid  # type: ignore[operator]
+        client.close()
+
+
+def test_a_retired_graphql_is_told_apart_from_a_refused_request(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("gone")
+    with FakeRunPod(api_keys={KEY}, workdir=root / "fake", graphql_retired=True) as server:
+        client = RunPodApi(KEY, rest_url=server.url, graphql_base=server.url, sleep=lambda _: None)
+        with pytest.raises(GraphQLGoneError):
+            client.spot_price(A5000, data_center="EU-RO-1")
+        with pytest.raises(GraphQLGoneError):
+            client.create_spot_pod(_request("hpo-s-1-0"), 0.5)
+        assert server.pods() == []
+        client.close()
+
+
+def test_spot_create_body_carries_credential_placement_and_deadline() -> None:
+    from datetime import UTC, datetime
+
+    from hpo.backends.runpod._api import spot_input
+
+    request = _request(
+        "hpo-s-1-0", registry_auth_id="reg1", terminate_after=datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
+    )
+    data = spot_input(request, 0.2)
+    assert data["containerRegistryAuthId"] == "reg1" and data["dataCenterId"] == "EU-RO-1"
+    assert data["terminateAfter"] == "2026-09-01T12:00:00Z"
+    body = create_body(request)
+    assert body["registry"] == "reg1" and body["dataCenterIds"] == ["EU-RO-1"]
+    assert CONTRACT.request_problems("POST", "/v2/pods", body) == []  # `registry` is the spec's field

@@ -64,7 +64,8 @@ def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         pod_command=[sys.executable, str(Path(__file__).parent / "pod_entry.py")],
     ).start()
     monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
-    monkeypatch.setenv("RUNPOD_API_URL", server.url)
+    monkeypatch.setenv("HPO_RUNPOD_REST_URL", server.url)
+    monkeypatch.setenv("RUNPOD_API_URL", "https://rest.runpod.io/v1")  # runpodctl's: never ours
     monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)
     # Secrets a user's shell may hold: none may reach a pod, a request body or the volume.
     for name in ("AWS_SECRET_ACCESS_KEY", "RUNPOD_S3_SECRET_KEY", "HF_TOKEN"):

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from hpo.cli import _cleanup, _dashboard, _report, _run, _status
+from hpo.cli import _check, _cleanup, _dashboard, _report, _run, _status
 from hpo.cli._common import setup_logging
 from hpo.errors import HpoError
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr (-vv: Optuna's too)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _run.add_parser(commands)
+    _check.add_parser(commands)
     _status.add_parser(commands)
     _report.add_parser(commands)
     _cleanup.add_parser(commands)

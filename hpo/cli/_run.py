@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import sys
 
+from hpo.check import check_study
 from hpo.cli._common import add_study_arguments, print_json, study_from_args
+from hpo.config import StudyConfig
 from hpo.controller import LineProgress, LiveProgress, ProgressSink, build_controller
 
 
@@ -30,8 +32,30 @@ def _progress_for(args: argparse.Namespace) -> ProgressSink:
     return LiveProgress() if sys.stderr.isatty() else LineProgress()
 
 
+def preflight(config: StudyConfig) -> bool:
+    """``hpo check``'s checks, quietly: print only the ✗ lines (stderr); False when one would waste money.
+
+    A local study has only local checks, so ``hpo run --study demo`` needs no RunPod account.
+    """
+    lines = check_study(config)
+    for line in lines:
+        if line.status == "fail":
+            fix = f"; fix: {line.fix}" if line.fix else ""
+            print(f"hpo: check: ✗ {line.check}: {line.detail}{fix}", file=sys.stderr)
+    blocking = [line.check for line in lines if line.status == "fail" and line.blocks_run]
+    if blocking:
+        print(
+            f"hpo: error: study {config.name!r}: not started: {', '.join(blocking)} would waste money "
+            f"(`hpo check --study {config.name}` shows every check)",
+            file=sys.stderr,
+        )
+    return not blocking
+
+
 def run(args: argparse.Namespace) -> int:
     config = study_from_args(args)
+    if not preflight(config):
+        return 1
     controller = build_controller(config, progress=_progress_for(args))
     summary = controller.run()
     # A run that produced no result because its trials failed is a failure too, for a script.

@@ -27,7 +27,7 @@ from hpo.config._compute import (
     RunPodVolume,
     Volume,
 )
-from hpo.config._load import load_studies, load_study
+from hpo.config._load import load_studies, load_study, load_study_template, placeholder_problem
 from hpo.config._schema import Budget, Fidelity, StudiesFile, StudyConfig
 from hpo.config._space import CategoricalParam, FloatParam, IntParam, Param
 
@@ -57,4 +57,6 @@ __all__ = [
     "Volume",
     "load_studies",
     "load_study",
+    "load_study_template",
+    "placeholder_problem",
 ]

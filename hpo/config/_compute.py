@@ -110,6 +110,25 @@ def _spot(value: Any) -> bool | Literal["prefer"]:
     raise fail(f"must be true, false or prefer (got {show(value)}){suggestion}")
 
 
+MAX_BID_USD = 100.0
+"""The largest bid cap accepted, in USD per GPU-hour (RunPod's dearest GPU costs a few)."""
+
+
+def _bid(value: Any) -> Literal["market", "floor"] | float:
+    if value in ("market", "floor"):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 < value <= MAX_BID_USD:  # NaN fails both comparisons
+            return float(value)
+        raise fail(
+            f"a bid cap must be a price in USD per GPU-hour above 0 and at most {MAX_BID_USD:g} (got {show(value)})"
+        )
+    suggestion = hint(value, ["market", "floor"], listing=None) if isinstance(value, str) else ""
+    raise fail(
+        f"must be market, floor or a cap in USD per GPU-hour such as 0.35 (got {show(value)}){suggestion}"
+    )
+
+
 GpuTypes = Annotated[
     tuple[str, ...], PlainValidator(list_of(_gpu_type, min_items=1, what="GPU type"))
 ]
@@ -123,6 +142,7 @@ Ports = Annotated[tuple[str, ...], PlainValidator(list_of(_port, what="port"))]
 DataCenter = Annotated[str, PlainValidator(_data_center)]
 Cloud = Annotated[Literal["SECURE"], PlainValidator(_cloud)]
 Spot = Annotated[bool | Literal["prefer"], PlainValidator(_spot)]
+Bid = Annotated[Literal["market", "floor"] | float, PlainValidator(_bid)]
 GpuCount = Annotated[int, PlainValidator(integer(ge=1, le=8))]
 MAX_CONTAINER_DISK_GB = 4000
 """RunPod documents no maximum for a pod's container disk (only >= 1); its largest hosts have a few TB."""
@@ -147,7 +167,14 @@ class RunPodCompute(ConfigModel):
     """Trials run as RunPod GPU pods (Secure Cloud, spot by default).
 
     ``gpu_types`` is in order of preference: the backend tries the next one
-    when RunPod has no capacity for the current one.
+    when RunPod has no capacity for the current one. Pods go to the network
+    volume's data center (the only place they can mount it); ``data_centers``,
+    if given, must include it. ``bid`` is the spot bid per GPU-hour:
+    ``market`` (the going spot rate there), ``floor`` (RunPod's minimum bid:
+    cheapest, first outbid) or a cap in USD (the market rate, at most the cap;
+    a GPU type whose minimum bid is above the cap is skipped).
+    ``registry_auth`` names the container registry credential a private image
+    needs (its id or its name in RunPod's console).
     """
 
     backend: Literal["runpod"] = "runpod"
@@ -160,6 +187,8 @@ class RunPodCompute(ConfigModel):
     cuda_versions: CudaVersions | None = None
     container_disk_gb: DiskGb = 50
     ports: Ports = ()
+    bid: Bid = "market"
+    registry_auth: Token | None = None
 
 
 COMPUTE_BACKENDS = ("local", "runpod")

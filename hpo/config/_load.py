@@ -44,6 +44,30 @@ def load_studies(path: str | os.PathLike[str]) -> StudiesFile:
     return StudiesFile(path=Path(path), studies=studies)
 
 
+def placeholder_problem(path: str | os.PathLike[str], name: str) -> str | None:
+    """The one-line message naming the key of study ``name`` that still holds a placeholder, or None.
+
+    Raises:
+        ConfigError: The file is missing or malformed, or the study is unknown.
+    """
+    document = _read(path)
+    if name not in document.studies:
+        raise ConfigError(unknown_study(document.shown, name, [str(n) for n in document.studies]))
+    try:
+        _refuse_placeholders(document, name)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def load_study_template(path: str | os.PathLike[str], name: str) -> StudyConfig:
+    """Load and validate one study like :func:`load_study`, letting placeholders pass (``hpo check`` names them)."""
+    document = _read(path)
+    if name not in document.studies:
+        raise ConfigError(unknown_study(document.shown, name, [str(n) for n in document.studies]))
+    return _validate(document, name)
+
+
 def load_study(path: str | os.PathLike[str], name: str) -> StudyConfig:
     """Load and validate one study of a studies.yaml, leaving the others unchecked.
 

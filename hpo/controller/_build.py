@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hpo.backends import Backend, LocalBackend
 from hpo.code import check_volume_code_trusted, publish_objectives
-from hpo.backends.runpod import RunPodApi, RunPodBackend
+from hpo.backends.runpod import RunPodApi, RunPodBackend, spot_deadline_seconds
 from hpo.config import LocalCompute, LocalVolume, RunPodVolume, StudyConfig
 from hpo.controller._controller import Controller
 from hpo.controller._progress import ProgressSink
@@ -57,7 +57,8 @@ def make_backend(config: StudyConfig, volume: Volume, *, cache_dir: Path | None 
     except AuthError as exc:
         raise AuthError(f"study {config.name!r} runs on RunPod: {exc}") from None
     return RunPodBackend(
-        config.name, config.compute, config.volume, volume, api, cache_dir=cache_dir or default_cache_dir()
+        config.name, config.compute, config.volume, volume, api, cache_dir=cache_dir or default_cache_dir(),
+        spot_deadline_s=spot_deadline_seconds(config.budget.max_trial_seconds, config.fidelity.max_step),
     )
 
 

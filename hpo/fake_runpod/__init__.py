@@ -4,7 +4,7 @@ For tests (through real HTTP) and for rehearsing a study without a RunPod
 account. It follows RunPod as ``/work/shared/RUNPOD.md`` and RunPod's
 ``openapi-v2.json`` describe it:
 
-* REST v2 (``RUNPOD_API_URL`` = ``fake.url``): ``POST/GET /v2/pods``,
+* REST v2 (``HPO_RUNPOD_REST_URL`` = ``fake.url``): ``POST/GET /v2/pods``,
   ``GET/DELETE /v2/pods/{id}``, ``POST /v2/pods/{id}/action``,
   ``GET /v2/catalog/gpus[/{id}]``, ``GET /v2/billing/pods``; RFC 9457 problems;
   422 for a body off the contract, 400 for a broken rule or no capacity,
@@ -19,6 +19,13 @@ account. It follows RunPod as ``/work/shared/RUNPOD.md`` and RunPod's
   the grace period, and leaves the pod EXITED; terminate SIGKILLs at once.
   Per-second billing draws down the balance; at $0, pods with a network
   volume are stopped and the rest terminated.
+* Market and account: on-demand needs one hour of credit (402); the spot
+  floor can move on the fake clock per GPU type and data center
+  (``bid_floor_swing``), refusing low bids and preempting outbid pods;
+  ``GET /v2/registries`` (``registries``), and ``private_images`` that fail
+  to pull (ERROR) without a credential; ``terminateAfter`` on spot creates;
+  ``graphql_retired`` (410); a pod's key may use REST v2 for its own pod and
+  GraphQL only for its own ``podTerminate`` (each refusable by a knob).
 * ``/_fake/...`` control routes mirror the Python knobs for curl (the
   account's key and ``Content-Type: application/json`` required).
 * Pods are local processes with the user's rights, so the fake guards what

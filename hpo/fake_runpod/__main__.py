@@ -1,7 +1,7 @@
 """``python -m hpo.fake_runpod``: run a fake RunPod for a rehearsal until Ctrl-C.
 
-Prints the URL and the ``export`` line that points this project (and the
-runpod SDK) at it, with the account's API key: a random one made for this
+Prints the URL, the ``export`` line that points this project (and the
+runpod SDK's GraphQL base) at it, a comment line on setting the SDK's key, with the account's API key: a random one made for this
 start unless ``--api-key`` names one. Ctrl-C kills every pod's processes and
 stops the server. Pods run as local processes with the user's rights.
 """
@@ -25,6 +25,13 @@ def _volume(text: str) -> tuple[str, Path]:
     if not sep or not volume_id or not folder:
         raise argparse.ArgumentTypeError(f"expected VOLUME_ID=/path/to/dir, got {text!r}")
     return volume_id, Path(folder).expanduser()
+
+
+def _registry(text: str) -> tuple[str, str]:
+    name, sep, registry_id = text.partition("=")
+    if not sep or not name or not registry_id:
+        raise argparse.ArgumentTypeError(f"expected NAME=ID, got {text!r}")
+    return name, registry_id
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preempt-rate", type=float, default=0.0, help="random preemptions per spot pod per fake hour")
     parser.add_argument("--seed", type=int, default=0, help="seed of pod ids and preemption dice")
     parser.add_argument("--balance", type=float, default=100.0, help="account balance in USD (default 100)")
+    parser.add_argument(
+        "--bid-floor-swing", type=float, default=0.0, help="how far the spot floor swings, as a fraction (default 0)"
+    )
+    parser.add_argument("--bid-floor-period", type=float, default=3600.0, help="fake seconds per floor swing")
+    parser.add_argument(
+        "--registry", type=_registry, action="append", default=[], metavar="NAME=ID",
+        help="a container registry credential of the account (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--private-image", action="append", default=[], metavar="PREFIX",
+        help="image prefix that fails to pull without a registry credential (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--graphql-retired", action="store_true", help="/graphql answers 410 as a retired API")
     parser.add_argument("--workdir", type=Path, default=None, help="where pod folders and container logs go")
     parser.add_argument(
         "--pod-command",
@@ -84,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pod_command=shlex.split(args.pod_command) if args.pod_command else None,
         workdir=args.workdir,
         port=args.port,
+        bid_floor_swing=args.bid_floor_swing,
+        bid_floor_period_seconds=args.bid_floor_period,
+        registries=dict(args.registry),
+        private_images=list(args.private_image),
+        graphql_retired=args.graphql_retired,
     )
     done = threading.Event()
     # Both signals stop it, even where the shell started it with SIGINT ignored (a background job).
@@ -94,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = fake.client_env()
         print(f"fake RunPod listening on {fake.url} (time x{args.time_scale:g}; pod logs under {fake.workdir})")
         print(" ".join(["export", *(f"{k}={shlex.quote(v)}" for k, v in env.items())]))
+        print(fake.sdk_hint())
         control = '-H "Authorization: Bearer $RUNPOD_API_KEY" -H "Content-Type: application/json"'
         print(f"control: curl {control} -X POST {fake.url}/_fake/pods/POD_ID/preempt")
         print("pods run as local processes with your rights: keep the key to yourself")

@@ -66,7 +66,8 @@ class HostGuard:
             if host not in self.hosts:
                 shown = host[:100] or "(none)"
                 response = problem(
-                    421, f"Host {shown!r} is not this server: the fake RunPod answers only to 127.0.0.1, "
+                    421,
+                    f"Host {shown!r} is not this server: the fake RunPod answers only to 127.0.0.1, "
                     f"localhost or [::1] with its port (DNS rebinding protection)",
                 )
                 await response(scope, receive, send)

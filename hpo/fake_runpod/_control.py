@@ -14,6 +14,8 @@ Examples (``$RUNPOD_API_KEY`` as ``python -m hpo.fake_runpod`` prints it)::
     curl "${H[@]}" localhost:8765/_fake/faults -d '{"kind": "create_then_500", "times": 1}'
     curl "${H[@]}" localhost:8765/_fake/faults -d '{"kind": "server_error", "times": 0, "seconds": 120}'  # an outage
     curl "${H[@]}" localhost:8765/_fake/balance -d '{"usd": 0}'
+    curl "${H[@]}" localhost:8765/_fake/graphql -d '{"retired": true}'     # /graphql answers 410 from now on
+    curl "${H[@]}" localhost:8765/_fake/pod-keys -d '{"rest": false}'      # pods' keys refused on REST v2
     curl "${H[@]}" localhost:8765/_fake/pods
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,8 @@ class ControlApi:
             Route("/_fake/faults", self.guard(self.faults), methods=["POST"]),
             Route("/_fake/balance", self.guard(self.balance), methods=["GET", "POST"]),
             Route("/_fake/clock", self.guard(self.clock), methods=["GET", "POST"]),
+            Route("/_fake/graphql", self.guard(self.graphql), methods=["GET", "POST"]),
+            Route("/_fake/pod-keys", self.guard(self.pod_keys), methods=["GET", "POST"]),
         ]
 
     def guard(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -173,6 +178,33 @@ class ControlApi:
         now = self.account.clock.now()
         return JSONResponse({"now": now, "time": self.account.clock.iso(now)})
 
+    async def graphql(self, request: Request) -> Response:
+        """GET whether ``/graphql`` plays retired; POST ``{"retired": true|false}`` to switch it."""
+        if request.method == "POST":
+            body = await _json_object(request)
+            if isinstance(body, Response):
+                return body
+            retired = body.get("retired")
+            if not isinstance(retired, bool):
+                return problem(422, "retired must be true or false")
+            self.account.graphql_retired = retired
+        return JSONResponse({"retired": self.account.graphql_retired})
+
+    async def pod_keys(self, request: Request) -> Response:
+        """GET which APIs pods' scoped keys may use; POST ``{"rest": bool, "graphql": bool}`` (either) to set them."""
+        if request.method == "POST":
+            body = await _json_object(request)
+            if isinstance(body, Response):
+                return body
+            for name in ("rest", "graphql"):
+                if name in body and not isinstance(body[name], bool):
+                    return problem(422, f"{name} must be true or false")
+            if "rest" in body:
+                self.account.pod_key_rest = body["rest"]
+            if "graphql" in body:
+                self.account.pod_key_graphql = body["graphql"]
+        return JSONResponse({"rest": self.account.pod_key_rest, "graphql": self.account.pod_key_graphql})
+
 
 def view_json(view: FakePodView) -> dict[str, Any]:
     """A pod snapshot as JSON (paths as strings, the create request nested)."""
@@ -180,13 +212,22 @@ def view_json(view: FakePodView) -> dict[str, Any]:
     for item in dataclasses.fields(view):
         value = getattr(view, item.name)
         if item.name == "request":
-            value = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(value).items()}
+            value = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple):
             value = [list(v) if isinstance(v, tuple) else v for v in value]
         out[item.name] = value
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A request field as JSON takes it (tuples as lists, datetimes as ISO 8601)."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 async def _json_object(request: Request) -> dict[str, Any] | Response:

@@ -12,9 +12,20 @@ Spot pods live in the same account as REST ones, so ``GET /v2/pods`` lists them.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from graphql import GraphQLError, build_schema, execute_sync, parse, validate
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    build_schema,
+    execute_sync,
+    parse,
+    validate,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,9 +37,9 @@ from hpo.fake_runpod._catalog import (
     VCPUS_PER_GPU,
     GpuType,
 )
-from hpo.fake_runpod._errors import Refused
+from hpo.fake_runpod._errors import Refusal, Refused
 from hpo.fake_runpod._http import RETRY_AFTER_SECONDS, bearer_key
-from hpo.fake_runpod._state import ACTIVE_STATUSES, ERROR, RUNNING, Account, FakePodView, PodRequest
+from hpo.fake_runpod._state import ACTIVE_STATUSES, ERROR, RUNNING, Account, FakePodView, PodRequest, Principal
 
 SDL = """
 scalar Void
@@ -70,6 +81,7 @@ input PodRentInterruptableInput {
   stopAfter: String
   volumeKey: String
   deployCost: Float
+  containerRegistryAuthId: String
 }
 
 input PodFindAndDeployOnDemandInput {
@@ -103,6 +115,7 @@ input PodFindAndDeployOnDemandInput {
   stopAfter: String
   volumeKey: String
   deployCost: Float
+  containerRegistryAuthId: String
 }
 
 input PodTerminateInput { podId: String! }
@@ -244,7 +257,15 @@ FIELD_NAMES: dict[str, str] = {
     "cuda": "allowedCudaVersions",
     "bid": "bidPerGpu",
     "env": "env",
+    "registry": "containerRegistryAuthId",
+    "terminate_after": "terminateAfter",
 }
+
+GRAPHQL_RETIRED = (
+    "The GraphQL API has been retired. Use the REST API (https://rest.runpod.io/v2) instead: "
+    "https://docs.runpod.io/api-reference"
+)
+"""What ``/graphql`` answers (HTTP 410) once the fake plays a RunPod whose GraphQL API is gone."""
 
 
 _DESIRED = {ERROR: "DEAD"}  # GraphQL's PodStatus has no ERROR
@@ -256,6 +277,15 @@ class RunPodError(Exception):
     extensions: ClassVar[dict[str, str]] = {"code": "RUNPOD"}
 
 
+class ForbiddenError(RunPodError):
+    """A pod-scoped key reaching past its own pod: HTTP 200, ``extensions.code`` FORBIDDEN."""
+
+    extensions: ClassVar[dict[str, str]] = {"code": "FORBIDDEN"}
+
+
+POD_KEY_FORBIDDEN = "access denied: a pod's API key may only terminate its own pod"
+
+
 class GraphQLApi:
     """``POST /graphql`` bound to one account."""
 
@@ -264,19 +294,26 @@ class GraphQLApi:
         self._root = _Root(account)
 
     async def endpoint(self, request: Request) -> Response:
-        """Authenticate (Bearer or ``?api_key=``), apply faults, run the operation."""
+        """Authenticate (Bearer or ``?api_key=``), apply faults, run the operation.
+
+        HTTP statuses: 410 once retired; 401 for a missing or unknown key
+        (the SDK raises ``AuthenticationError`` on exactly that); 429/500 for
+        injected faults; 400 for a document that does not parse or validate;
+        200 for everything else, refusals included (``errors`` + ``data``).
+        A pod's scoped key may run only ``podTerminate`` of its own pod.
+        """
+        if self.account.graphql_retired:
+            return _errors(410, GRAPHQL_RETIRED, "GONE")
         principal = self.account.principal(bearer_key(request, allow_query=True))
         if principal is None:
             return _errors(401, "Unauthorized request, please check your API key.", "UNAUTHENTICATED")
-        if not principal.is_account:
-            # A pod-scoped key is only known to reach its own pod over REST; refuse the rest.
-            return _errors(403, "access denied", "FORBIDDEN")
-        if self.account.take_fault("rate_limit"):
-            return _errors(
-                429, "rate limit exceeded", "RATE_LIMITED", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-            )
-        if self.account.take_fault("server_error"):
-            return _errors(500, SOMETHING_WENT_WRONG, "INTERNAL_SERVER_ERROR")
+        if principal.is_account:  # faults hit account keys only, as on REST
+            if self.account.take_fault("rate_limit"):
+                return _errors(
+                    429, "rate limit exceeded", "RATE_LIMITED", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+                )
+            if self.account.take_fault("server_error"):
+                return _errors(500, SOMETHING_WENT_WRONG, "INTERNAL_SERVER_ERROR")
         try:
             payload = json.loads(await request.body() or b"null")
         except ValueError:
@@ -290,8 +327,10 @@ class GraphQLApi:
         problems = validate(SCHEMA, document)
         if problems:
             return JSONResponse({"errors": [_coded(e, "GRAPHQL_VALIDATION_FAILED") for e in problems]}, status_code=400)
+        if not principal.is_account and not _pod_key_may_run(document, self.account.pod_key_graphql):
+            return _errors(200, POD_KEY_FORBIDDEN, "FORBIDDEN", data=True)
         self.account.tick()
-        context: dict[str, Any] = {"status": 200}
+        context: dict[str, Any] = {"status": 200, "principal": principal}
         result = execute_sync(
             SCHEMA,
             document,
@@ -352,6 +391,9 @@ class _Root:
         return self._create(info, input or {}, spot=False)
 
     def podTerminate(self, info: Any, input: dict[str, Any]) -> None:
+        principal: Principal = info.context["principal"]
+        if not principal.is_account and principal.pod_id != input["podId"]:
+            raise ForbiddenError(POD_KEY_FORBIDDEN)
         try:
             self.account.terminate(input["podId"])
         except Refused:
@@ -386,10 +428,12 @@ class _Root:
             secure = options.get("secureCloud")
             cloud = "ALL" if secure is None else ("SECURE" if secure else "COMMUNITY")
             stock = account.stock_level(gpu.id, cloud)
+            # Per data center when one is named (the floor moves per data center), else the lowest anywhere.
+            data_center = options.get("dataCenterId") or None
             return {
                 "gpuName": gpu.display_name,
                 "gpuTypeId": gpu.id,
-                "minimumBidPrice": gpu.spot_price(cloud),
+                "minimumBidPrice": account.minimum_bid(gpu.id, cloud, data_center),
                 "uninterruptablePrice": gpu.on_demand_price(cloud),
                 "minMemory": MEMORY_GB_PER_GPU * count,
                 "minVcpu": VCPUS_PER_GPU * count,
@@ -480,6 +524,8 @@ def _pod_request(given: dict[str, Any], *, spot: bool) -> PodRequest:
     data_center = given.get("dataCenterId")
     min_cuda = given.get("minCudaVersion") or given.get("cudaVersion")
     return PodRequest(
+        terminate_after=_deadline(given.get("terminateAfter")),
+        registry=given.get("containerRegistryAuthId") or None,
         name=given.get("name") or "",
         image=given.get("imageName") or "",
         gpu_type_id=given.get("gpuTypeId") or "",
@@ -500,13 +546,41 @@ def _pod_request(given: dict[str, Any], *, spot: bool) -> PodRequest:
     )
 
 
+def _deadline(value: str | None) -> datetime | None:
+    """``terminateAfter`` as a UTC datetime (ISO 8601; a bare time is UTC); a bad one is refused."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise Refused(Refusal.RULE, f"not an ISO 8601 date-time: {value!r}", "terminate_after") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _pod_key_may_run(document: DocumentNode, allowed: bool) -> bool:
+    """Whether a pod's scoped key may run this document: only ``podTerminate`` mutations, and only if allowed."""
+    if not allowed:
+        return False
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode) or definition.operation is not OperationType.MUTATION:
+            return False
+        for selection in definition.selection_set.selections:
+            if not isinstance(selection, FieldNode) or selection.name.value != "podTerminate":
+                return False
+    return True
+
+
 def _coded(error: GraphQLError, code: str) -> dict[str, Any]:
     formatted: dict[str, Any] = dict(error.formatted)
     formatted["extensions"] = {**(error.extensions or {}), "code": code}
     return formatted
 
 
-def _errors(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status, headers=headers
-    )
+def _errors(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None, *, data: bool = False
+) -> Response:
+    """A GraphQL error answer: ``{"errors": [...]}`` (and ``"data": null`` where the operation was valid)."""
+    body: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    if data:
+        body["data"] = None
+    return JSONResponse(body, status_code=status, headers=headers)

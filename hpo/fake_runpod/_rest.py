@@ -47,6 +47,7 @@ FIELD_NAMES: dict[str, str] = {
     "cloud": "cloud",
     "cuda": "gpu.allowedCudaVersions",
     "env": "env",
+    "registry": "registry",
 }
 
 
@@ -67,6 +68,8 @@ class RestApi:
             Route("/v2/catalog/gpus", self.list_gpus, methods=["GET"]),
             Route("/v2/catalog/gpus/{id}", self.get_gpu, methods=["GET"]),
             Route("/v2/billing/pods", self.pod_billing, methods=["GET"]),
+            Route("/v2/registries", self.list_registries, methods=["GET"]),
+            Route("/v2/registries/{id}", self.get_registry, methods=["GET"]),
         ]
 
     # ------------------------------------------------------------------ gate
@@ -76,7 +79,7 @@ class RestApi:
         principal = authenticate(self.account, request)
         if isinstance(principal, Response):
             return principal
-        if not principal.is_account and principal.pod_id != own_pod:
+        if not principal.is_account and (principal.pod_id != own_pod or not self.account.pod_key_rest):
             return problem(403, "access denied")
         # Injected faults hit account-key requests only, so a test that arms one
         # knows the controller meets it, not some pod calling home first.
@@ -284,6 +287,27 @@ class RestApi:
             if gpu.manufacturer == "NVIDIA":
                 body["cudaVersions"] = [{"version": v, "available": level != "NONE"} for v in OFFERED_CUDA_VERSIONS]
         return body
+
+    # ------------------------------------------------------------------ registries
+
+    async def list_registries(self, request: Request) -> Response:
+        """``GET /v2/registries``: the account's container registry credentials, ``{id, name}`` only."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        registries = [{"id": reg_id, "name": name} for reg_id, name in self.account.registry_list()]
+        return JSONResponse({"registries": registries})
+
+    async def get_registry(self, request: Request) -> Response:
+        """``GET /v2/registries/{id}``: one credential, or 404."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        wanted = request.path_params["id"]
+        for reg_id, name in self.account.registry_list():
+            if reg_id == wanted:
+                return JSONResponse({"id": reg_id, "name": name})
+        return problem(404, "registry not found")
 
     # ------------------------------------------------------------------ billing
 

@@ -1,7 +1,7 @@
 """``FakeRunPod``: a RunPod stand-in on loopback, run by uvicorn in a background thread.
 
 Tests, benchmarks and rehearsals point the real clients at ``fake.url``
-(``RUNPOD_API_URL`` for REST v2, ``RUNPOD_API_BASE_URL`` for GraphQL and the
+(``HPO_RUNPOD_REST_URL`` for REST v2, ``RUNPOD_API_BASE_URL`` for GraphQL and the
 runpod SDK); pods run ``pod_command`` as local processes. A ticker thread
 drives the pods on the fake clock so processes start and die on time even
 when nobody is calling the API.
@@ -25,16 +25,15 @@ from typing import Self
 import uvicorn
 
 from hpo.fake_runpod._app import allowed_hosts, build_app
-from hpo.fake_runpod._catalog import DEFAULT_DATA_CENTER
+from hpo.fake_runpod._catalog import DEFAULT_DATA_CENTER, BidFloor
 from hpo.fake_runpod._clock import FakeClock
 from hpo.fake_runpod._errors import Refusal, Refused
-from hpo.fake_runpod._state import Account, FakePodView, PodCommand, Timing, Volume
+from hpo.fake_runpod._state import REST_URL_VARS, Account, FakePodView, PodCommand, Timing, Volume
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.02
 """Real seconds between two ticks of the pods' state machine."""
-
 
 
 def random_api_key() -> str:
@@ -63,6 +62,14 @@ class FakeRunPod:
         workdir: Path | str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        bid_floor_swing: float = 0.0,
+        bid_floor_period_seconds: float = 3600.0,
+        outbid_preemption: bool = True,
+        registries: Mapping[str, str] | None = None,
+        private_images: tuple[str, ...] | list[str] = (),
+        pod_key_rest: bool = True,
+        pod_key_graphql: bool = True,
+        graphql_retired: bool = False,
     ) -> None:
         """Configure the account; nothing runs until :meth:`start`.
 
@@ -73,6 +80,19 @@ class FakeRunPod:
         without any, a random key is made for this fake (``api_key``), never
         a fixed default: the fake runs pods as local processes with the
         user's rights, so whoever holds its key can run commands here.
+
+        Market and account knobs: ``bid_floor_swing`` (0 = a fixed floor at
+        the published spot price) and ``bid_floor_period_seconds`` make the
+        minimum bid move over fake time, per GPU type and data center,
+        deterministically from ``seed`` (:class:`BidFloor`); with
+        ``outbid_preemption`` a spot pod whose bid falls below the moving
+        floor is preempted (SIGTERM, then SIGKILL, EXITED). ``registries``
+        maps container registry credential names to ids (``GET
+        /v2/registries``); ``private_images`` are image prefixes whose pull
+        fails (pod ERROR) unless the create names a credential.
+        ``pod_key_rest``/``pod_key_graphql`` say whether a pod's scoped key
+        may use REST v2 (its own pod) and GraphQL (its own ``podTerminate``);
+        ``graphql_retired`` makes ``/graphql`` answer 410 as a retired API.
         """
         self.clock = FakeClock(time_scale)
         self._own_workdir = workdir is None
@@ -104,7 +124,14 @@ class FakeRunPod:
             pod_command=pod_command,
             workdir=self.workdir,
             seed=seed,
+            bid_floor=BidFloor(bid_floor_swing, bid_floor_period_seconds, seed),
+            outbid_preemption=outbid_preemption,
+            registries=registries,
+            private_images=tuple(private_images),
         )
+        self.account.pod_key_rest = pod_key_rest
+        self.account.pod_key_graphql = pod_key_graphql
+        self.account.graphql_retired = graphql_retired
         self._host = host
         self._port = port
         self._server: uvicorn.Server | None = None
@@ -190,8 +217,26 @@ class FakeRunPod:
         return min(self.api_keys)
 
     def client_env(self) -> dict[str, str]:
-        """The variables that point RunPod clients (this project's backend, the runpod SDK) at this fake."""
-        return {"RUNPOD_API_URL": self.url, "RUNPOD_API_BASE_URL": self.url, "RUNPOD_API_KEY": self.api_key}
+        """The variables that point RunPod clients (this project's backend, the runpod SDK) at this fake.
+
+        The REST v2 base goes in every name this project's client has read it
+        from (:data:`REST_URL_VARS`); ``RUNPOD_API_BASE_URL`` is the GraphQL
+        base, as the runpod SDK reads it. The SDK takes its key from
+        ``runpod.api_key`` (or ``~/.runpod/config.toml``), not from the
+        environment: see :func:`sdk_hint`.
+        """
+        env = dict.fromkeys(REST_URL_VARS, self.url)
+        env["RUNPOD_API_BASE_URL"] = self.url
+        env["RUNPOD_API_KEY"] = self.api_key
+        return env
+
+    def sdk_hint(self) -> str:
+        """A comment line saying how to point the official ``runpod`` SDK (1.12) at this fake."""
+        return (
+            "# runpod SDK: export RUNPOD_API_BASE_URL as above, then in Python "
+            '`import os, runpod; runpod.api_key = os.environ["RUNPOD_API_KEY"]` '
+            "(the SDK reads its key from runpod.api_key or ~/.runpod/config.toml, not from the environment)"
+        )
 
     # ------------------------------------------------------------------ clock
 
@@ -241,6 +286,21 @@ class FakeRunPod:
     def inject_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` requests fail as ``kind`` (see ``FAULT_KINDS``: ``create_then_500``, ...)."""
         self.account.inject_fault(kind, times)
+
+    def set_pod_key_access(self, *, rest: bool | None = None, graphql: bool | None = None) -> None:
+        """Allow or refuse pods' scoped keys on REST v2 and/or GraphQL (None leaves that API as it is)."""
+        if rest is not None:
+            self.account.pod_key_rest = rest
+        if graphql is not None:
+            self.account.pod_key_graphql = graphql
+
+    def retire_graphql(self, retired: bool = True) -> None:
+        """Make ``/graphql`` answer as a retired API (HTTP 410), or bring it back."""
+        self.account.graphql_retired = retired
+
+    def minimum_bid(self, gpu_type_id: str, data_center: str | None = None, cloud: str = "SECURE") -> float | None:
+        """The spot floor per GPU now, where ``lowestPrice`` would report it (None: no spot offer)."""
+        return self.account.minimum_bid(gpu_type_id, cloud, data_center)
 
     def set_balance(self, usd: float) -> None:
         """Set the account balance; creates answer 402 while it is <= 0, and at 0 running pods are stopped."""

@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from hpo.fake_runpod._catalog import (
@@ -31,6 +32,7 @@ from hpo.fake_runpod._catalog import (
     NO_CAPACITY_ON_DEMAND,
     NO_CAPACITY_SPOT,
     VCPUS_PER_GPU,
+    BidFloor,
     GpuType,
     pick_cuda_version,
 )
@@ -58,6 +60,9 @@ A fault armed with ``seconds`` (:meth:`Account.inject_fault`) is a burst instead
 matching request fails that way until the fake clock has moved on that many seconds (an outage)."""
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+
+REST_URL_VARS: tuple[str, ...] = ("HPO_RUNPOD_REST_URL",)
+"""Where this project's client reads its REST v2 base (our own name: runpodctl's ``RUNPOD_API_URL`` carries ``/v1``)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class PodRequest:
     mount_path: str | None = None
     allowed_cuda_versions: tuple[str, ...] = ()
     min_cuda_version: str | None = None
+    terminate_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,9 @@ class FakePodView:
     once it is EXITED or TERMINATED, as RunPod's spec says). ``env`` is the
     env as given at create; ``pid`` is the running container's pid (its
     process group id too), ``pids`` every container pid the pod ever had.
+    ``registry`` is the container registry credential id the create named
+    (v2 ``registry``, GraphQL ``containerRegistryAuthId``); ``minimum_bid``
+    is a spot pod's current floor per GPU where it runs (None on demand).
     """
 
     id: str
@@ -155,6 +164,8 @@ class FakePodView:
     billing_intervals: tuple[tuple[float, float | None], ...]
     last_status_change: str
     request: PodRequest
+    registry: str | None = None
+    minimum_bid: float | None = None
 
 
 @dataclass(frozen=True)
@@ -251,8 +262,20 @@ class Account:
         pod_command: PodCommand | None,
         workdir: Path,
         seed: int = 0,
+        bid_floor: BidFloor | None = None,
+        outbid_preemption: bool = True,
+        registries: Mapping[str, str] | None = None,
+        private_images: Sequence[str] = (),
     ) -> None:
         self.clock = clock
+        self.bid_floor = bid_floor if bid_floor is not None else BidFloor(seed=seed)
+        self.outbid_preemption = outbid_preemption
+        self.registries: dict[str, str] = dict(registries or {})  # name -> id
+        self.private_images: tuple[str, ...] = tuple(private_images)
+        # Which APIs a pod's scoped key may use (RunPod does not document it; tests turn each off).
+        self.pod_key_rest = True
+        self.pod_key_graphql = True
+        self.graphql_retired = False
         self.volumes = dict(volumes)
         self.api_keys = set(api_keys)
         self.timing = timing
@@ -386,16 +409,25 @@ class Account:
             self._tick_locked()
             _check_env(request.env)
             _check_image(request.image)
+            self._check_registry(request)
             gpu = self._check_gpu(request)
             volume = self._check_volume(request)
             cloud = _resolve_cloud(request, gpu, volume)
-            cost = self._price(request, gpu, cloud)
+            data_center = self._data_center(request, volume)
+            cost = self._price(request, gpu, cloud, data_center)
             if gpu.id in self._denied:
                 raise Refused(Refusal.FORBIDDEN, f"access denied: this account cannot deploy {gpu.id} pods")
             balance = self.balance()
             if balance <= 0:
                 raise Refused(
                     Refusal.BALANCE, f"Insufficient balance: the account has ${balance:.2f}; add funds to deploy pods."
+                )
+            if not request.spot and balance < cost:
+                # RunPod: an on-demand deploy needs at least one hour of credit (RUNPOD.md §3, Billing).
+                raise Refused(
+                    Refusal.BALANCE,
+                    f"Insufficient balance: deploying this pod needs at least one hour of credit "
+                    f"(${cost:.2f}/hr); the account has ${balance:.2f}. Add funds to deploy pods.",
                 )
             no_capacity = Refused(Refusal.CAPACITY, NO_CAPACITY_SPOT if request.spot else NO_CAPACITY_ON_DEMAND)
             cuda = pick_cuda_version(list(request.allowed_cuda_versions), request.min_cuda_version)
@@ -406,7 +438,7 @@ class Account:
                 if left <= 0:
                     raise no_capacity
                 self._capacity[gpu.id] = left - 1
-            pod = self._place(request, gpu, volume, cloud, cost, cuda)
+            pod = self._place(request, gpu, volume, cloud, cost, cuda, data_center)
             self._tick_locked()  # zero-second phases take effect at once
             return self._view(pod, self.clock.now())
 
@@ -442,37 +474,61 @@ class Account:
             )
         return volume
 
-    def _price(self, request: PodRequest, gpu: GpuType, cloud: str) -> float:
-        """$/h the pod will bill: the bid for spot (at least the spot price), else the on-demand price."""
+    def _check_registry(self, request: PodRequest) -> None:
+        """Refuse a registry credential id the account does not have (RunPod cannot pull with it)."""
+        if request.registry is not None and request.registry not in self.registries.values():
+            raise Refused(Refusal.RULE, f"container registry auth {request.registry!r} not found", "registry")
+
+    def _data_center(self, request: PodRequest, volume: Volume | None) -> str:
+        """Where a pod lands: its volume's data center, else the first one asked for, else the default."""
+        if volume is not None:
+            return volume.data_center_id
+        if request.data_center_ids:
+            return request.data_center_ids[0]
+        return next(iter(self.volumes.values())).data_center_id if self.volumes else DEFAULT_DATA_CENTER
+
+    def minimum_bid(self, gpu_type_id: str, cloud: str, data_center: str | None) -> float | None:
+        """The spot floor per GPU now (see :class:`BidFloor`); None where the type has no spot offer."""
+        return self.bid_floor.minimum_bid(_known_gpu(gpu_type_id), cloud, data_center, self.clock.now())
+
+    def registry_list(self) -> list[tuple[str, str]]:
+        """The account's container registry credentials as (id, name), by name."""
+        with self._lock:
+            return sorted((reg_id, name) for name, reg_id in self.registries.items())
+
+    def _price(self, request: PodRequest, gpu: GpuType, cloud: str, data_center: str) -> float:
+        """$/h the pod will bill: the bid for spot (at least the current floor there), else the on-demand price."""
         no_capacity = Refused(Refusal.CAPACITY, NO_CAPACITY_SPOT if request.spot else NO_CAPACITY_ON_DEMAND)
         if not request.spot:
             price = gpu.on_demand_price(cloud)
             if price is None:  # the type is not sold in that cloud: RunPod finds no machine
                 raise no_capacity
             return round(price * request.gpu_count, 6)
-        floor = gpu.spot_price(cloud)
+        floor = self.bid_floor.minimum_bid(gpu, cloud, data_center, self.clock.now())
         if floor is None:
             raise no_capacity
         bid = request.bid_per_gpu or 0.0
         if bid + 1e-9 < floor:
             raise Refused(
                 Refusal.RULE,
-                f"bid of ${bid:.3f}/GPU/hr is below the minimum bid of ${floor:.3f}/GPU/hr for {gpu.id} in {cloud} cloud",
+                f"Your bid of ${bid:.3f}/GPU/hr is below the current minimum bid of ${floor:.3f}/GPU/hr "
+                f"for {gpu.id} in {data_center} ({cloud} cloud). Please increase your bid and try again.",
                 "bid",
             )
         return round(bid * request.gpu_count, 6)
 
     def _place(
-        self, request: PodRequest, gpu: GpuType, volume: Volume | None, cloud: str, cost: float, cuda: str
+        self,
+        request: PodRequest,
+        gpu: GpuType,
+        volume: Volume | None,
+        cloud: str,
+        cost: float,
+        cuda: str,
+        data_center: str,
     ) -> _Pod:
         now = self.clock.now()
         pod_id = self._new_pod_id()
-        if volume is not None:
-            data_center = volume.data_center_id
-        elif request.data_center_ids:
-            data_center = request.data_center_ids[0]
-        else:
-            data_center = next(iter(self.volumes.values())).data_center_id if self.volumes else DEFAULT_DATA_CENTER
         folder = self.workdir / pod_id
         folder.mkdir(parents=True, exist_ok=True)
         mount_dir: Path | None = None
@@ -635,8 +691,23 @@ class Account:
     def _advance(self, pod: _Pod, now: float, elapsed: float) -> None:
         if pod.status == TERMINATED:
             return
+        deadline = pod.request.terminate_after
+        if deadline is not None and now >= self.clock.from_datetime(deadline):
+            # RunPod's own deadline (podRentInterruptable ``terminateAfter``): the pod ends whoever forgot it.
+            self._terminate_now(pod, now, "terminateAfter")
+            return
         if pod.stopping is not None:
             self._progress_stop(pod, now)
+            return
+        if pod.status == PROVISIONING and now >= pod.phase_until and self._pull_fails(pod):
+            pod.status = ERROR
+            pod.stop_reason = "image pull failed"
+            _close_billing(pod, now)
+            pod.last_status_change = (
+                f"Error response from daemon: pull access denied for {pod.request.image}, repository does not "
+                "exist or may require 'docker login': denied: requested access to the resource is denied "
+                "(no container registry credential on the pod)"
+            )
             return
         if pod.status == PROVISIONING and now >= pod.phase_until:
             pod.status = STARTING
@@ -653,6 +724,22 @@ class Account:
         # A Poisson process: the chance of at least one preemption in `elapsed` fake seconds.
         if exposed and pod.stopping is None and self._dice.random() < -math.expm1(-rate * elapsed / 3600.0):
             self._begin_stop(pod, now, "preempted")
+        if self._outbid(pod, now):
+            # Someone bid more than this pod pays: RunPod stops it (SIGTERM, then SIGKILL), as a preemption.
+            self._begin_stop(pod, now, "outbid")
+
+    def _outbid(self, pod: _Pod, now: float) -> bool:
+        if not (self.outbid_preemption and pod.request.spot and pod.status in ACTIVE_STATUSES):
+            return False
+        if pod.stopping is not None or pod.request.bid_per_gpu is None:
+            return False
+        floor = self.bid_floor.minimum_bid(pod.gpu, pod.cloud, pod.data_center_id, now)
+        return floor is not None and pod.request.bid_per_gpu + 1e-9 < floor
+
+    def _pull_fails(self, pod: _Pod) -> bool:
+        """True when the pod's image is private (a ``private_images`` prefix) and the create named no credential."""
+        image = pod.request.image
+        return pod.request.registry is None and any(image.startswith(prefix) for prefix in self.private_images)
 
     def _manage_container(self, pod: _Pod, now: float) -> None:
         if pod.container is not None:
@@ -708,7 +795,8 @@ class Account:
         if self.api_url:
             # Fake only: RunPod's pods reach the real API by default; these point
             # code in the pod (the agent, the runpod SDK) at this fake instead.
-            env["RUNPOD_API_URL"] = self.api_url
+            for name in REST_URL_VARS:
+                env[name] = self.api_url
             env["RUNPOD_API_BASE_URL"] = self.api_url
         return env
 
@@ -745,7 +833,7 @@ class Account:
         pod.next_start_at = None
         pod.container_started_at = None
         _close_billing(pod, now)
-        who = "Runpod" if reason in ("preempted", "balance") else "User"
+        who = "Runpod" if reason in ("preempted", "outbid", "balance") else "User"
         pod.last_status_change = f"Exited by {who}: {_human_time(self.clock, now)}"
 
     def _terminate_now(self, pod: _Pod, now: float, reason: str) -> None:
@@ -815,6 +903,10 @@ class Account:
             billing_intervals=tuple((interval.start, interval.end) for interval in pod.billing),
             last_status_change=pod.last_status_change,
             request=pod.request,
+            registry=pod.request.registry,
+            minimum_bid=(
+                self.bid_floor.minimum_bid(pod.gpu, pod.cloud, pod.data_center_id, now) if pod.request.spot else None
+            ),
         )
 
 

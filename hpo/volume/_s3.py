@@ -288,6 +288,17 @@ class S3Volume(Volume):
         folder = check_key(prefix.rstrip("/")) + "/"
         return self._scan(folder, key_for_errors=prefix)
 
+    def probe(self) -> None:
+        """One request (a LIST of at most one key): do the key and endpoint reach the bucket?
+
+        Raises the same one-line :class:`VolumeError` any other call would (a
+        refused key, no such bucket, no connection); ``hpo check`` uses it.
+        """
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "list", "") from exc
+
     # -- writes --------------------------------------------------------------
 
     def write_bytes(self, key: str, data: bytes) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from hpo.backends.runpod._api import GpuPrice, Pod, PodRequest, RunPodApi, is_capacity_message
-from hpo.backends.runpod._backend import RunPodBackend, parse_pod_name, pod_env, pod_name
+from hpo.backends.runpod._api import (
+    CandidateRefusedError,
+    GpuPrice,
+    GraphQLGoneError,
+    Pod,
+    PodRequest,
+    RunPodApi,
+    is_capacity_message,
+)
+from hpo.backends.runpod._backend import RunPodBackend, parse_pod_name, pod_env, pod_name, spot_deadline_seconds
 
 __all__ = [
+    "CandidateRefusedError",
     "GpuPrice",
+    "GraphQLGoneError",
     "Pod",
     "PodRequest",
     "RunPodApi",
@@ -15,4 +25,5 @@ __all__ = [
     "parse_pod_name",
     "pod_env",
     "pod_name",
+    "spot_deadline_seconds",
 ]

@@ -1,7 +1,8 @@
 """RunPod's API, and the only module that knows its JSON.
 
-Pods are created, listed and terminated through REST v2 (``RUNPOD_API_URL``,
-default ``https://api.runpod.io``); spot pods exist only through GraphQL
+Pods are created, listed and terminated through REST v2 (``HPO_RUNPOD_REST_URL``,
+default ``https://api.runpod.io``, without a version: ``RUNPOD_API_URL`` is
+runpodctl's, with ``/v1`` in it); spot pods exist only through GraphQL
 ``podRentInterruptable`` (``RUNPOD_API_BASE_URL`` + ``/graphql``, the base the
 ``runpod`` SDK reads too), since v2 has no spot field. Everything returned is
 one of our frozen dataclasses; everything raised is a :class:`CloudError`
@@ -46,6 +47,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +72,7 @@ from hpo.errors import (
     BalanceError,
     CapacityError,
     CloudError,
+    ConfigError,
     LaunchUnknownError,
     PoolDeniedError,
     RequestRejectedError,
@@ -84,6 +87,27 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 DEFAULT_REST_URL = "https://api.runpod.io"
 DEFAULT_GRAPHQL_BASE = "https://api.runpod.io"
+
+REST_URL_ENV = "HPO_RUNPOD_REST_URL"
+"""Our own name for the REST base: runpodctl's ``RUNPOD_API_URL`` carries ``/v1`` and would make ``…/v1/v2/pods``."""
+GRAPHQL_BASE_ENV = "RUNPOD_API_BASE_URL"
+"""The GraphQL base, as the ``runpod`` SDK reads it (``/graphql`` is appended)."""
+
+_VERSIONED = re.compile(r"/v\d+/*$", re.IGNORECASE)
+
+
+def check_rest_base(url: str, source: str = "the REST base") -> str:
+    """``url`` without a trailing slash; :class:`ConfigError` (one line) if it ends in an API version.
+
+    Our paths carry their version (``/v2/pods``): a base of ``…/v1`` (runpodctl's
+    value) would make ``…/v1/v2/pods``, which RunPod answers 404 for every call.
+    """
+    if _VERSIONED.search(url):
+        raise ConfigError(
+            f"{source} {url!r} ends in an API version; give the base without it "
+            f"(e.g. {_VERSIONED.sub('', url) or DEFAULT_REST_URL!r}): paths such as /v2/pods add their own"
+        )
+    return url.rstrip("/")
 
 # RunPod's v2 status -> ours. An unknown status is an error, not a guess.
 _STATUS = {
@@ -110,6 +134,43 @@ def is_capacity_message(text: str) -> bool:
     """True if RunPod's human-readable ``text`` says a GPU type is sold out."""
     lowered = text.lower()
     return any(phrase in lowered for phrase in _CAPACITY_PHRASES)
+
+
+# GraphQL is being retired (early 2027): what it may answer once it is gone, besides HTTP 404/410.
+_GONE_PHRASES = ("deprecated", "retired", "no longer supported", "no longer available", "has been removed", "sunset")
+
+# A create refused for something every GPU type and mode shares (the image, the network volume and its
+# data center, the registry credential): no other candidate can succeed, so the study stops.
+_EVERY_CANDIDATE_PHRASES = ("image", "volume", "registry", "credential")
+
+
+def is_gone_message(text: str) -> bool:
+    """True if a GraphQL error's ``text`` says the API itself is retired (not that one request failed)."""
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in _GONE_PHRASES)
+
+
+def fails_every_candidate(text: str) -> bool:
+    """True if a create error's ``text`` names the image, the volume or the credential: no candidate would do better."""
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in _EVERY_CANDIDATE_PHRASES)
+
+
+class GraphQLGoneError(ApiError):
+    """RunPod's GraphQL API answered that it no longer exists (404/410, or an error saying it is retired).
+
+    Spot pods exist only through GraphQL, so this ends spot for the process:
+    ``spot: prefer`` goes on on-demand (REST v2), ``spot: true`` cannot go on.
+    """
+
+
+class CandidateRefusedError(CapacityError):
+    """RunPod refused one create for a reason we do not recognise (a GraphQL error that names no capacity).
+
+    A :class:`CapacityError`, because what follows is the same: skip this GPU
+    type (or mode) and try the next; when every candidate fails, the trial is
+    queued and tried later. ``detail`` is RunPod's own text, for the log.
+    """
 
 
 @dataclass(frozen=True)
@@ -155,6 +216,10 @@ class PodRequest:
     mount_path: str = "/workspace"
     env: Mapping[str, str] = field(default_factory=dict)
     ports: tuple[str, ...] = ()
+    #: The container registry credential's id (v2 ``registry``, GraphQL ``containerRegistryAuthId``), for private images.
+    registry_auth_id: str | None = None
+    #: When RunPod itself ends the pod (GraphQL ``terminateAfter``; spot creates only), even with no controller alive.
+    terminate_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +231,14 @@ class GpuPrice:
     spot: float | None
     minimum_bid: float | None
     stock: str | None
+    #: The data center these figures are for (None: across data centers).
+    data_center: str | None = None
+
+    @property
+    def market(self) -> float | None:
+        """The going spot rate: the listed spot price, never below this data center's minimum bid."""
+        known = [p for p in (self.spot, self.minimum_bid) if p is not None]
+        return max(known) if known else None
 
 
 class _Transient(Exception):
@@ -409,6 +482,8 @@ def create_body(request: PodRequest) -> dict[str, Any]:
         body["mounts"] = {"network": [{"volumeId": request.volume_id, "path": request.mount_path}]}
     if request.ports:
         body["ports"] = list(request.ports)
+    if request.registry_auth_id:
+        body["registry"] = request.registry_auth_id
     return body
 
 
@@ -450,11 +525,29 @@ def spot_input(request: PodRequest, bid_per_gpu: float) -> dict[str, Any]:
     }
     if request.volume_id:
         data["networkVolumeId"] = request.volume_id
-    if len(request.data_center_ids) == 1:
+    if request.data_center_ids:
+        # One data center per spot create: the backend prices and bids per data center.
         data["dataCenterId"] = request.data_center_ids[0]
     if request.cuda_versions:
         data["allowedCudaVersions"] = list(request.cuda_versions)
+    if request.registry_auth_id:
+        data["containerRegistryAuthId"] = request.registry_auth_id
+    if request.terminate_after is not None:
+        data["terminateAfter"] = iso_utc(request.terminate_after)
     return data
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as an ISO 8601 UTC timestamp with a ``Z`` (``2026-08-20T06:16:19Z``), as GraphQL takes times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rest_url_from_env(env: Mapping[str, str]) -> str:
+    """The REST base ``env`` names (see :meth:`RunPodApi.from_env`); :class:`ConfigError` for a versioned one."""
+    ours = env.get(REST_URL_ENV, "").strip()
+    if ours:
+        return check_rest_base(ours, REST_URL_ENV)
+    return DEFAULT_REST_URL  # runpodctl's RUNPOD_API_URL (with /v1 in it) is never ours
 
 
 class RunPodApi:
@@ -462,7 +555,8 @@ class RunPodApi:
 
     Args:
         api_key: Sent as ``Authorization: Bearer``; never logged.
-        rest_url: REST base (``RUNPOD_API_URL``), without ``/v2``.
+        rest_url: REST base (``HPO_RUNPOD_REST_URL``), without a version (``/v2`` is in each path);
+            one ending in ``/v1`` or ``/v2`` is refused (:class:`ConfigError`).
         graphql_base: GraphQL base (``RUNPOD_API_BASE_URL``); ``/graphql`` is appended.
         timeout: Seconds per HTTP call (less where the call's deadline is nearer).
         attempts: Tries per call where a retry is allowed.
@@ -486,7 +580,7 @@ class RunPodApi:
         max_wait: float = 10.0,
         deadline: float = 20.0,
     ) -> None:
-        self._rest = rest_url.rstrip("/")
+        self._rest = check_rest_base(rest_url)
         self._graphql = graphql_base.rstrip("/") + "/graphql"
         self._timeout = timeout
         self._attempts = attempts
@@ -499,15 +593,20 @@ class RunPodApi:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> RunPodApi:
-        """A client configured from ``RUNPOD_API_KEY``, ``RUNPOD_API_URL`` and ``RUNPOD_API_BASE_URL``."""
+        """A client configured from ``RUNPOD_API_KEY``, ``HPO_RUNPOD_REST_URL`` and ``RUNPOD_API_BASE_URL``.
+
+        ``HPO_RUNPOD_REST_URL`` ending in a version (``/v1``, ``/v2``) is
+        refused in one line. runpodctl's ``RUNPOD_API_URL`` (``…/v1``) is not
+        ours: it is ignored.
+        """
         env = os.environ if env is None else env
         key = env.get("RUNPOD_API_KEY", "").strip()
         if not key:
             raise AuthError("RUNPOD_API_KEY is not set: create an API key in RunPod's console and export it")
         return cls(
             key,
-            rest_url=env.get("RUNPOD_API_URL") or DEFAULT_REST_URL,
-            graphql_base=env.get("RUNPOD_API_BASE_URL") or DEFAULT_GRAPHQL_BASE,
+            rest_url=rest_url_from_env(env),
+            graphql_base=env.get(GRAPHQL_BASE_ENV) or DEFAULT_GRAPHQL_BASE,
             **kwargs,
         )
 
@@ -586,7 +685,9 @@ class RunPodApi:
             return pod_id
 
         def post(until: float) -> Pod:
-            pod_id = self._graphql_call(query, field_name="podRentInterruptable", parse=parse, retry=False, until=until)
+            pod_id = self._graphql_call(
+                query, field_name="podRentInterruptable", parse=parse, retry=False, until=until, creating=True
+            )
             accepted = Pod(
                 id=pod_id, name=request.name, status="provisioning",
                 gpu_type=request.gpu_type, gpu_count=request.gpu_count,
@@ -641,14 +742,35 @@ class RunPodApi:
         named = [pod for pod in pods if pod.name == name and pod.status != "terminated"]
         return min(named, key=by_age, default=None)
 
-    def gpu_price(self, gpu_type: str) -> GpuPrice:
-        """Secure-cloud on-demand and spot prices of ``gpu_type`` from GraphQL ``gpuTypes``.
+    def registries(self) -> dict[str, str]:
+        """Container registry credentials of the account, id by name, from ``GET /v2/registries``."""
 
-        A price that is not a number >= 0 is read as unknown (None), never guessed.
+        def parse(body: Any) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for index, raw in enumerate(_list(_object(body, "the answer").get("registries"), "registries")):
+                raw = _object(raw, f"registries[{index}]")
+                reg_id, name = raw.get("id"), raw.get("name")
+                if not isinstance(reg_id, str) or not reg_id or not isinstance(name, str):
+                    raise _Junk(f"registries[{index}] has no string id and name")
+                found[name] = reg_id
+            return found
+
+        return self._call("GET", "/v2/registries", parse=parse)
+
+    def spot_price(self, gpu_type: str, *, gpu_count: int = 1, data_center: str | None = None) -> GpuPrice:
+        """Secure Cloud prices of ``gpu_type`` for ``gpu_count`` GPUs in ``data_center`` (GraphQL ``lowestPrice``).
+
+        ``minimum_bid`` is that data center's floor (it moves as others bid);
+        ``spot`` the listed spot price. Raises :class:`GraphQLGoneError` once
+        GraphQL is retired, :class:`RequestRejectedError` for a type RunPod
+        does not know.
         """
+        lowest_input: dict[str, Any] = {"gpuCount": gpu_count, "secureCloud": True}
+        if data_center:
+            lowest_input["dataCenterId"] = data_center
         query = (
             "query { gpuTypes(input: {id: " + _gql(gpu_type) + "}) { id securePrice secureSpotPrice "
-            "lowestPrice(input: {gpuCount: 1, secureCloud: true}) { minimumBidPrice uninterruptablePrice stockStatus } } }"
+            "lowestPrice(input: " + _gql(lowest_input) + ") { minimumBidPrice uninterruptablePrice stockStatus } } }"
         )
         types = self._graphql_call(query, field_name="gpuTypes", parse=_gpu_types, retry=True)
         for raw in types:
@@ -661,8 +783,13 @@ class RunPodApi:
                     spot=_price(raw.get("secureSpotPrice")),
                     minimum_bid=_price(lowest.get("minimumBidPrice")),
                     stock=_text(lowest.get("stockStatus")),
+                    data_center=data_center,
                 )
         raise RequestRejectedError(f"RunPod does not know GPU type {gpu_type!r}", detail=gpu_type)
+
+    def gpu_price(self, gpu_type: str) -> GpuPrice:
+        """Secure Cloud on-demand and spot prices of ``gpu_type`` across data centers (one GPU)."""
+        return self.spot_price(gpu_type)
 
     def on_demand_prices(self) -> dict[str, float]:
         """Secure Cloud on-demand $/GPU-hour per GPU type, from REST v2 ``GET /v2/catalog/gpus``.
@@ -708,6 +835,40 @@ class RunPodApi:
         """
         start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return self._call("GET", f"/v2/billing/pods?bucketSize=day&startTime={start}", parse=_billing)
+
+    # -- network volumes (read-only; for `hpo check`) ------------------------------------
+
+    def network_volumes(self) -> list[dict[str, Any]]:
+        """The account's network volumes as ``{id, name, size_gb, data_center}``.
+
+        From REST v2 ``GET /v2/network-volumes``; where that path is not served
+        (404: an API without it, such as the fake), from GraphQL
+        ``myself { networkVolumes }``, which has the same facts.
+        """
+
+        def one(raw: Any, data_center_key: str) -> dict[str, Any]:
+            raw = _object(raw, "a network volume")
+            volume_id = _text(raw.get("id"))
+            if not volume_id:
+                raise _Junk("a network volume has no id")
+            size = _number(raw.get("size"))
+            return {"id": volume_id, "name": _text(raw.get("name")), "size_gb": size,
+                    "data_center": _text(raw.get(data_center_key))}
+
+        def rest(body: Any) -> list[dict[str, Any]]:
+            return [one(raw, "dataCenter") for raw in _list(_object(body, "the answer").get("networkVolumes"), "networkVolumes")]
+
+        def graphql(data: Any) -> list[dict[str, Any]]:
+            return [one(raw, "dataCenterId") for raw in _list(_object(data, "myself").get("networkVolumes") or [], "networkVolumes")]
+
+        try:
+            return self._call("GET", "/v2/network-volumes", parse=rest)
+        except ApiError as exc:
+            if exc.status != 404 or isinstance(exc, ApiUnavailableError):
+                raise
+        return self._graphql_call(
+            "query { myself { networkVolumes { id name size dataCenterId } } }", field_name="myself", parse=graphql, retry=True
+        )
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -821,9 +982,26 @@ class RunPodApi:
         return self._with_retries(once, until)
 
     def _graphql_call(
-        self, query: str, *, field_name: str, parse: Callable[[Any], _T], retry: bool, until: float | None = None
+        self,
+        query: str,
+        *,
+        field_name: str,
+        parse: Callable[[Any], _T],
+        retry: bool,
+        until: float | None = None,
+        creating: bool = False,
     ) -> _T:
-        """One GraphQL call: ``data.<field_name>`` parsed by ``parse``; GraphQL's errors (HTTP 200) map by message."""
+        """One GraphQL call: ``data.<field_name>`` parsed by ``parse``; GraphQL's errors (HTTP 200) map by message.
+
+        GraphQL answers failures with HTTP 200 and a message only, so the
+        message decides: capacity -> :class:`CapacityError`; balance ->
+        :class:`BalanceError`; the API retired (or HTTP 404/410 on
+        ``/graphql``) -> :class:`GraphQLGoneError`. Anything else on a create
+        (``creating``) is :class:`RequestRejectedError` when it names what
+        every candidate shares (image, volume, credential), else
+        :class:`CandidateRefusedError` (skip this candidate); on a query it is
+        :class:`RequestRejectedError`.
+        """
         until = self._until() if until is None else until
         what = f"GraphQL {field_name}"
 
@@ -832,11 +1010,17 @@ class RunPodApi:
             errors = body.get("errors")
             if errors is not None and errors != []:
                 message = _graphql_message(errors)
-                # GraphQL reports failures with HTTP 200 and a message only.
-                kind: type[CloudError] = CapacityError if is_capacity_message(message) else RequestRejectedError
+                args: dict[str, Any] = {"method": "POST", "path": "/graphql", "status": 200, "detail": message}
+                text = f"RunPod {field_name}: {message}"
+                if is_capacity_message(message):
+                    raise CapacityError(text, **args)
                 if "balance" in message.lower():
-                    kind = BalanceError
-                raise kind(f"RunPod {field_name}: {message}", method="POST", path="/graphql", status=200, detail=message)
+                    raise BalanceError(text, **args)
+                if is_gone_message(message):
+                    raise GraphQLGoneError(f"RunPod's GraphQL API is gone ({field_name}: {message})", **args)
+                if creating and not fails_every_candidate(message):
+                    raise CandidateRefusedError(text, **args)
+                raise RequestRejectedError(text, **args)
             data = _object(body.get("data"), "data")
             if field_name not in data:
                 raise _Junk(f"data has no {field_name}")
@@ -846,6 +1030,11 @@ class RunPodApi:
             answer = self._send("POST", "/graphql", what, retry, until, json_body={"query": query})
             if answer.status < 400:
                 return self._answered(answer, "POST", "/graphql", what, retry, read)
+            if answer.status in (404, 410):
+                raise GraphQLGoneError(
+                    f"RunPod's GraphQL API is gone ({what}: HTTP {answer.status} at {self._graphql})",
+                    method="POST", path="/graphql", status=answer.status, detail=f"HTTP {answer.status}",
+                )
             error = self._error("POST", "/graphql", answer)
             if isinstance(error, ApiUnavailableError):  # 429 or 5xx
                 if answer.status == 429 or retry:

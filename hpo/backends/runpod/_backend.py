@@ -2,10 +2,32 @@
 
 Launching walks the study's GPU types in order of preference (v2 places one
 type per call and never falls back): a sold-out type is skipped, a denied pool
-is skipped for good, and when every type is sold out the launch raises
-:class:`CapacityError` so the controller queues the trial and tries later.
-``spot: true`` rents spot pods only; ``spot: prefer`` falls back to on-demand
-when no type has spot capacity; ``spot: false`` is on-demand only.
+is skipped for good, a spot create RunPod refuses for a reason we do not
+recognise is skipped (logged with RunPod's text), and when every candidate
+failed so the launch raises :class:`CapacityError` (with the texts) so the
+controller queues the trial and tries later. Only a refusal that names what
+every candidate shares (the image, the volume, the registry credential; a v2
+422) stops the study. ``spot: true`` rents spot pods only; ``spot: prefer``
+falls back to on-demand when no type has spot; ``spot: false`` is on-demand.
+
+Placement follows the network volume: a pod can mount it only in its data
+center, so every create names that data center (v2 ``dataCenterIds``, spot
+``dataCenterId``), and spot is priced there (``lowestPrice`` per data
+center). The bid per GPU-hour follows ``compute.bid``: ``market`` (default)
+bids the going spot rate there (the listed spot price, never below that data
+center's minimum bid), ``floor`` the minimum bid, a number caps the market
+rate (the candidate is skipped when the floor is above the cap). The bid is
+in the launch record and the handle's detail (``bid_per_gpu``).
+
+Spot creates carry RunPod's own deadline (``terminateAfter``, from
+:func:`spot_deadline_seconds`), so a pod ends even when no controller is
+alive to end it. GraphQL is being retired and spot exists only there: once it
+answers that it is gone, ``spot: prefer`` goes on on-demand (one warning) and
+``spot: true`` stops with a line saying why.
+
+A private image needs ``compute.registry_auth``: a credential's id, or its
+name, resolved once per backend through ``GET /v2/registries``; it is sent on
+both create paths (v2 ``registry``, GraphQL ``containerRegistryAuthId``).
 
 Launching never creates one attempt's pod twice: a create that RunPod
 answered with a 5xx, and that no lookup by name could settle, raises
@@ -38,17 +60,25 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hpo.backends._base import AttemptRef, Backend, Billing, LaunchRate, WorkerHandle
-from hpo.backends.runpod._api import Pod, PodRequest, RunPodApi, by_age
+from hpo.backends.runpod._api import (
+    CandidateRefusedError,
+    GraphQLGoneError,
+    Pod,
+    PodRequest,
+    RunPodApi,
+    by_age,
+)
 from hpo.config import RunPodCompute, RunPodVolume
 from hpo.cost._prices import PriceBook, load_price_book, price_cache_file
 from hpo.errors import (
     BackendError,
     CapacityError,
     CloudError,
+    ConfigError,
     LaunchUnknownError,
     PoolDeniedError,
     RequestRejectedError,
@@ -59,6 +89,31 @@ from hpo.volume import Volume
 log = logging.getLogger(__name__)
 
 _LIVE = ("provisioning", "starting", "running")
+
+SPOT_DEADLINE_SLACK_S = 1800.0
+"""Added to ``max_trial_seconds``: the image pull, the start, the last checkpoint's upload."""
+SPOT_DEADLINE_BASE_S = 6 * 3600.0
+SPOT_DEADLINE_PER_STEP_S = 600.0
+SPOT_DEADLINE_MAX_S = 7 * 24 * 3600.0
+
+
+def spot_deadline_seconds(max_trial_seconds: float | None, max_step: int) -> float:
+    """How long after its creation RunPod itself ends a spot pod (``terminateAfter``), for a study.
+
+    With ``budget.max_trial_seconds``: that plus 30 minutes (the controller
+    stops the attempt first; RunPod's deadline is for when no controller is
+    alive). Without it, a generous bound from the fidelity: 6 hours plus 10
+    minutes per step of ``fidelity.max_step``; either way at most 7 days.
+    """
+    if max_trial_seconds is not None:
+        bound = max_trial_seconds + SPOT_DEADLINE_SLACK_S
+    else:
+        bound = SPOT_DEADLINE_BASE_S + SPOT_DEADLINE_PER_STEP_S * max_step
+    return min(SPOT_DEADLINE_MAX_S, bound)
+
+
+class _BidRefused(Exception):
+    """This candidate's floor is above the study's bid cap (``compute.bid``): skip it."""
 
 
 def pod_name(study: str, ref: AttemptRef) -> str:
@@ -88,6 +143,8 @@ class RunPodBackend(Backend):
         api: The API client.
         clock: Wall-clock seconds (for uptimes, and to carry RunPod's clock on between listings), injectable.
         cache_dir: Where RunPod's prices are cached (None: not cached).
+        spot_deadline_s: Seconds after its creation RunPod ends a spot pod (``terminateAfter``; see
+            :func:`spot_deadline_seconds`); None sends no deadline.
     """
 
     name = "runpod"
@@ -102,6 +159,7 @@ class RunPodBackend(Backend):
         *,
         clock: Callable[[], float] = time.time,
         cache_dir: Path | None = None,
+        spot_deadline_s: float | None = None,
     ) -> None:
         self._study = study
         self._compute = compute
@@ -119,24 +177,96 @@ class RunPodBackend(Backend):
         self._cache_dir = cache_dir
         self._prices: PriceBook | None = None
         self._unpriced_warned = False
+        self._spot_deadline_s = spot_deadline_s
+        self._bids: dict[str, float] = {}  # bid per GPU-hour by pod id, of the pods this backend created
+        self._registry_id: str | None = None  # compute.registry_auth resolved to an id (once)
+        self._graphql_gone: str | None = None  # why spot cannot be had any more (GraphQL retired)
+
+    @property
+    def data_centers(self) -> tuple[str, ...]:
+        """Where pods go: the network volume's data center (a pod mounts the volume only there)."""
+        return (self._volume_config.data_center,)
+
+    def registry_auth_id(self) -> str | None:
+        """``compute.registry_auth`` as a credential id: an id as given, a name resolved once via ``GET /v2/registries``.
+
+        Raises :class:`ConfigError` (one line, naming the study and key, listing
+        the known names) when it is neither an id nor a name of the account.
+        """
+        wanted = self._compute.registry_auth
+        if wanted is None:
+            return None
+        if self._registry_id is None:
+            known = self._api.registries()
+            if wanted in known.values():
+                self._registry_id = wanted
+            elif wanted in known:
+                self._registry_id = known[wanted]
+            else:
+                names = ", ".join(sorted(known)) or "none"
+                raise ConfigError(
+                    f"study {self._study!r}: compute.registry_auth {wanted!r} is neither the id nor the name of a "
+                    f"container registry credential of this RunPod account (known names: {names}); "
+                    "create one in RunPod's console under Settings > Container Registry Auth"
+                )
+        return self._registry_id
 
     # -- launching ----------------------------------------------------------------------
 
+    def _spot_modes(self) -> tuple[bool, ...]:
+        return {True: (True,), False: (False,), "prefer": (True, False)}[self._compute.spot]
+
+    def _spot_gone(self, exc: GraphQLGoneError | None) -> None:
+        """GraphQL (the only way to spot) is gone: warn once under ``spot: prefer``; under ``spot: true`` stop."""
+        if exc is not None and self._graphql_gone is None:
+            self._graphql_gone = exc.detail or str(exc)
+            if self._compute.spot == "prefer":
+                log.warning(
+                    "study %s: RunPod's GraphQL API, the only way to rent spot pods, is gone (%s); "
+                    "launching on-demand pods from now on",
+                    self._study, self._graphql_gone,
+                )
+        if self._compute.spot is True:
+            raise BackendError(
+                f"study {self._study!r}: compute.spot is true, but spot pods exist only through RunPod's GraphQL "
+                f"API, which is gone ({self._graphql_gone}); set compute.spot to prefer or false"
+            )
+
     def launch(self, ref: AttemptRef) -> WorkerHandle:
         name = pod_name(self._study, ref)
-        spot_modes = {True: (True,), False: (False,), "prefer": (True, False)}[self._compute.spot]
-        sold_out: list[str] = []
-        for spot in spot_modes:
+        registry_id = self.registry_auth_id()
+        failed: list[str] = []
+        tried = False
+        for spot in self._spot_modes():
+            if spot and self._graphql_gone is not None:
+                self._spot_gone(None)  # spot: true stops here; prefer goes on on-demand
+                continue
+            kind = "spot" if spot else "on-demand"
             for gpu_type in self._compute.gpu_types:
                 if gpu_type in self._denied:
                     continue
+                tried = True
                 try:
-                    pod = self._create(name, ref, gpu_type, spot)
+                    pod, bid = self._create(name, ref, gpu_type, spot, registry_id)
                 except LaunchUnknownError:
                     # The pod of this type may exist: another type's create could make a second one.
                     raise
+                except GraphQLGoneError as exc:
+                    self._spot_gone(exc)
+                    break
+                except CandidateRefusedError as exc:
+                    log.warning(
+                        "study %s: RunPod refused %s pod %s (%s), trying the next candidate: %s",
+                        self._study, kind, name, gpu_type, exc.detail or exc,
+                    )
+                    failed.append(f"{gpu_type} ({kind}): {exc.detail or exc}")
+                    continue
+                except _BidRefused as exc:
+                    log.info("study %s: skipping %s %s: %s", self._study, kind, gpu_type, exc)
+                    failed.append(f"{gpu_type} ({kind}): {exc}")
+                    continue
                 except CapacityError:
-                    sold_out.append(f"{gpu_type} ({'spot' if spot else 'on-demand'})")
+                    failed.append(f"{gpu_type} ({kind}): no capacity")
                     continue
                 except PoolDeniedError as exc:
                     log.warning("study %s: skipping GPU type %s: %s", self._study, gpu_type, exc.detail)
@@ -144,42 +274,78 @@ class RunPodBackend(Backend):
                     continue
                 except RequestRejectedError as exc:
                     # The study asks for something RunPod will never place: say which study and what.
-                    kind = "spot" if spot else "on-demand"
                     raise RequestRejectedError(
                         f"study {self._study!r}: RunPod refused to create {kind} pod {name} ({gpu_type}): "
                         f"{exc.detail or exc}",
                         method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
                     ) from None
-                handle = self._handle(ref, pod, spot=spot)
-                self._record_launch(ref, pod, spot)
+                handle = self._handle(ref, pod, spot=spot, bid=bid)
+                self._record_launch(ref, pod, spot, bid)
                 return handle
-        if not sold_out:
-            raise BackendError(f"study {self._study!r}: no GPU type in compute.gpu_types is usable (all denied)")
-        raise CapacityError(f"no capacity for {', '.join(sold_out)}")
+        if not failed:
+            if not tried:
+                raise BackendError(f"study {self._study!r}: no GPU type in compute.gpu_types is usable (all denied)")
+            raise CapacityError(f"study {self._study!r}: no candidate could be tried")
+        raise CapacityError(f"no pod could be created: {'; '.join(failed)}")
 
-    def _create(self, name: str, ref: AttemptRef, gpu_type: str, spot: bool) -> Pod:
+    def _create(
+        self, name: str, ref: AttemptRef, gpu_type: str, spot: bool, registry_id: str | None
+    ) -> tuple[Pod, float | None]:
+        """Create one candidate's pod; returns it and the bid per GPU-hour (None on-demand)."""
+        data_centers = self.data_centers
+        terminate_after = None
+        if spot and self._spot_deadline_s is not None:
+            now = self.provider_now() or self._clock()  # RunPod's clock: the deadline is on it
+            terminate_after = datetime.fromtimestamp(now, UTC) + timedelta(seconds=self._spot_deadline_s)
         request = PodRequest(
             name=name,
             image=self._compute.image,
             gpu_type=gpu_type,
             gpu_count=self._compute.gpu_count,
-            data_center_ids=tuple(self._compute.data_centers or (self._volume_config.data_center,)),
+            data_center_ids=data_centers,
             cuda_versions=tuple(self._compute.cuda_versions or ()),
             container_disk_gb=self._compute.container_disk_gb,
             volume_id=self._volume_config.id,
             mount_path=self._volume_config.mount_path,
             env=pod_env(self._study, ref, self._volume_config.mount_path),
             ports=tuple(self._compute.ports),
+            registry_auth_id=registry_id,
+            terminate_after=terminate_after,
         )
         if not spot:
-            return self._api.create_pod(request)
-        price = self._api.gpu_price(gpu_type)
-        bid = price.minimum_bid or price.spot
-        if bid is None:
-            raise CapacityError(f"RunPod quotes no spot price for {gpu_type}")
-        return self._api.create_spot_pod(request, bid)
+            return self._api.create_pod(request), None
+        bid = self._bid(gpu_type, data_centers[0])
+        return self._api.create_spot_pod(request, bid), bid
 
-    def _record_launch(self, ref: AttemptRef, pod: Pod, spot: bool) -> None:
+    def _bid(self, gpu_type: str, data_center: str) -> float:
+        """The bid per GPU-hour for ``gpu_type`` in ``data_center`` under ``compute.bid``.
+
+        Raises :class:`CapacityError` when RunPod quotes no spot price there,
+        :class:`_BidRefused` when the floor is above the study's cap, and
+        :class:`CandidateRefusedError` when RunPod does not price the type.
+        """
+        try:
+            price = self._api.spot_price(gpu_type, gpu_count=self._compute.gpu_count, data_center=data_center)
+        except RequestRejectedError as exc:
+            raise CandidateRefusedError(
+                f"cannot price {gpu_type}: {exc.detail or exc}", detail=exc.detail or str(exc)
+            ) from None
+        market, floor = price.market, price.minimum_bid
+        if market is None:
+            raise CapacityError(f"RunPod quotes no spot price for {gpu_type} in {data_center}")
+        policy = self._compute.bid
+        if policy == "market":
+            return market
+        if policy == "floor":
+            return floor if floor is not None else market
+        cap = float(policy)
+        if floor is not None and floor > cap + 1e-9:
+            raise _BidRefused(
+                f"minimum bid ${floor:.3f}/GPU-h in {data_center} is above compute.bid ${cap:.3f}/GPU-h"
+            )
+        return min(cap, market)
+
+    def _record_launch(self, ref: AttemptRef, pod: Pod, spot: bool, bid: float | None = None) -> None:
         self._volume.write_json(
             self._layout.launch(ref.trial, ref.attempt),
             {
@@ -188,12 +354,13 @@ class RunPodBackend(Backend):
                 "pod_name": pod.name,
                 "gpu_type": pod.gpu_type,
                 "spot": spot,
+                "bid_per_gpu": bid,
                 "cost_per_hr": pod.cost_per_hr,
                 "launched_at": self._clock(),
             },
         )
 
-    def _handle(self, ref: AttemptRef, pod: Pod, spot: bool | None) -> WorkerHandle:
+    def _handle(self, ref: AttemptRef, pod: Pod, spot: bool | None, bid: float | None = None) -> WorkerHandle:
         uptime = None
         if pod.started_at is not None:
             uptime = max(0.0, self._clock() - pod.started_at.astimezone(UTC).timestamp())
@@ -207,6 +374,10 @@ class RunPodBackend(Backend):
         }
         if spot is not None:
             detail["spot"] = spot
+        bid = bid if bid is not None else self._bids.get(pod.id)
+        if bid is not None:
+            self._bids[pod.id] = bid
+            detail["bid_per_gpu"] = bid
         return WorkerHandle(ref, pod.id, status, detail, self._billing(pod, spot))
 
     def _billing(self, pod: Pod, spot: bool | None) -> Billing:
@@ -230,7 +401,7 @@ class RunPodBackend(Backend):
 
     def launch_rate(self) -> LaunchRate:
         """The dearest pod a launch may make: the most expensive usable GPU type in the study's spot modes."""
-        spot_modes = {True: (True,), False: (False,), "prefer": (True, False)}[self._compute.spot]
+        spot_modes = tuple(s for s in self._spot_modes() if not (s and self._graphql_gone))
         book = self.prices()
         count = self._compute.gpu_count
         rates = [
