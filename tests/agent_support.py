@@ -1,11 +1,15 @@
-"""What the agent's tests share: objectives published to a volume, one trial spec per objective."""
+"""What the agent's tests share: objectives published to a volume, one trial spec per objective, and
+the process's SIGTERM handler put back after each test (the agent installs its own)."""
 
 from __future__ import annotations
 
+import signal
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from hpo.code import publish_objectives
 from hpo.layout import StudyLayout
@@ -33,3 +37,11 @@ def publish_trials(
             study="s", trial=number, objective=name, params=dict(params or {}),
             search_space=dict(search_space or {}), max_step=5, code=sha,
         ).write(volume, LAYOUT.spec(number))
+
+
+@pytest.fixture(autouse=True)
+def keep_sigterm_handler() -> Iterator[None]:
+    """Restore the SIGTERM handler a test's agent replaced."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from hpo.events import DoneEvent, drain, encode_event
 from hpo.spec import TrialSpec
 from hpo.volume import DirectoryVolume
 
-from agent_support import LAYOUT, publish_trials
+from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 OBJECTIVES = {
     "good": """
@@ -71,13 +69,6 @@ OBJECTIVES = {
         raise ValueError("config.yaml: no such\\nsetting")
     """,
 }
-
-
-@pytest.fixture(autouse=True)
-def keep_sigterm_handler() -> Iterator[None]:
-    previous = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture

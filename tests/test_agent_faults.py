@@ -15,7 +15,6 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from hpo.errors import VolumeError
 from hpo.events import CAUSE_MAX, Event, InterruptedEvent, drain, encode_event, parse_event
 from hpo.volume import DirectoryVolume
 
-from agent_support import LAYOUT, publish_trials
+from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 OBJECTIVES = {
     "reports": """
@@ -157,13 +156,6 @@ class FaultyVolume(DirectoryVolume):
     def append_bytes(self, key: str, data: bytes) -> None:
         self._check("append", key)
         super().append_bytes(key, data)
-
-
-@pytest.fixture(autouse=True)
-def keep_sigterm_handler() -> Iterator[None]:
-    previous = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture
