@@ -362,7 +362,7 @@ BAD: list[Any] = [
     ),
     pytest.param(
         text(edit(RUNPOD, ("compute.data_centers", ["US-KS-2"])), name="f5-lr"),
-        [at("volume.data_center", "f5-lr"), "must be one of compute.data_centers (US-KS-2) (got 'EU-RO-1')"],
+        [at("volume.data_center", "f5-lr"), "compute.data_centers (US-KS-2) disagrees with volume.data_center ('EU-RO-1')"],
         id="volume-outside-data-centers",
     ),
     pytest.param(
@@ -878,6 +878,11 @@ RUNPOD_12: list[Any] = [
         text(edit(RUNPOD, ("compute.data_centers", ["US-KS-2", "US-TX-3"])), name="f5-lr"),
         [at("volume.data_center", "f5-lr"), "compute.data_centers", "its own data center"],
         id="data-centers-exclude-the-volume",
+    ),
+    pytest.param(
+        text(edit(RUNPOD, ("compute.data_centers", ["EU-RO-1", "US-TX-3"])), name="f5-lr"),
+        [at("volume.data_center", "f5-lr"), "disagrees with volume.data_center", "set it to [EU-RO-1]"],
+        id="data-centers-beyond-the-volume",
     ),
 ]
 

@@ -254,11 +254,13 @@ class StudyConfig(ConfigModel):
                     "volume",
                 )
             allowed = self.compute.data_centers
-            if allowed is not None and self.volume.data_center not in allowed:
+            if allowed is not None and list(allowed) != [self.volume.data_center]:
+                # Pods are placed by the volume; a list that says otherwise misleads whoever reads it.
                 raise fail(
-                    f"must be one of compute.data_centers ({', '.join(allowed)}) "
-                    f"(got {self.volume.data_center!r}): a network volume attaches only "
-                    "to pods in its own data center",
+                    f"compute.data_centers ({', '.join(allowed)}) disagrees with volume.data_center "
+                    f"({self.volume.data_center!r}): a network volume attaches only to pods in its own "
+                    "data center; leave compute.data_centers out, or set it to "
+                    f"[{self.volume.data_center}]",
                     "volume",
                     "data_center",
                 )
