@@ -109,7 +109,7 @@ def test_refused_on_both_the_agent_waits_and_terminate_after_ends_the_pod(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.agent._pod"]
     assert "could not terminate itself" in line and "REST v2:" in line and "GraphQL:" in line
     assert fake.pod(pod_id).status == "RUNNING"
-    view = fake.wait_for(pod_id, "TERMINATED", timeout=10.0)  # RunPod's own deadline
+    view = fake.wait_for(pod_id, "TERMINATED", timeout=120.0)  # RunPod's own deadline
     assert view.stop_reason == "terminateAfter"
 
 
@@ -129,5 +129,5 @@ def test_a_pod_key_may_not_terminate_another_pod(fake: FakeRunPod) -> None:
 )  # fmt: skip
 def test_inside_a_pod_the_agent_ends_it_through_graphql(fake: FakeRunPod) -> None:
     pod_id = spot_pod(fake)
-    view = fake.wait_for(pod_id, "TERMINATED", timeout=20.0)
+    view = fake.wait_for(pod_id, "TERMINATED", timeout=120.0)
     assert view.stop_reason == "terminated" and view.restarts == 0

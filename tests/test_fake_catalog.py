@@ -14,8 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from fake_runpod_support.openapi import CONTRACT
 from fake_runpod_support.processes import wait_no_pod_processes
 
 from hpo.fake_runpod import GPU_TYPES, FakeRunPod
+from studyfiles import wait_for
 from hpo.fake_runpod._catalog import KNOWN_DATA_CENTERS, OFFERED_CUDA_VERSIONS, BidFloor
 
 KEY = "test-key"
@@ -139,18 +139,6 @@ def lowest(fake: FakeRunPod, data_center: str | None) -> float:
     )
     (gpu,) = gql(fake, query).json()["data"]["gpuTypes"]
     return gpu["lowestPrice"]["minimumBidPrice"]
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` until truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 # ---------------------------------------------------------------------- the catalog itself
@@ -267,7 +255,7 @@ def test_an_outbid_spot_pod_is_preempted(fake: FakeRunPod, tmp_path: Path) -> No
     floor = lowest(fake, "EU-RO-1")
     pod_id = gql(fake, spot(round(floor + 0.001, 3))).json()["data"]["podRentInterruptable"]["id"]
     fake.wait_for(pod_id, "RUNNING")
-    wait_until((tmp_path / "vol" / "out" / f"ready-{pod_id}").exists, "the container to listen for SIGTERM")
+    wait_for((tmp_path / "vol" / "out" / f"ready-{pod_id}").exists, 60, "the container to listen for SIGTERM")
     # When the floor first rises above the bid (within one period), from the fake's own (deterministic) floor.
     bid = fake.pod(pod_id).request.bid_per_gpu or 0.0
     now = fake.now()
@@ -276,7 +264,7 @@ def test_an_outbid_spot_pod_is_preempted(fake: FakeRunPod, tmp_path: Path) -> No
         if (fake.account.bid_floor.minimum_bid(GPU_TYPES[A5000], "SECURE", "EU-RO-1", t) or 0.0) > bid
     )  # fmt: skip
     fake.advance(max(0.0, rises - fake.now() + 1.0))
-    wait_until((tmp_path / "vol" / "out" / f"sigterm-{pod_id}").exists, "SIGTERM to reach the container")
+    wait_for((tmp_path / "vol" / "out" / f"sigterm-{pod_id}").exists, 60, "SIGTERM to reach the container")
     fake.advance(GRACE)
     view = fake.wait_for(pod_id, "EXITED")
     assert view.stop_reason == "outbid" and view.minimum_bid is not None
@@ -342,7 +330,7 @@ def test_terminate_after_ends_a_spot_pod_on_the_fake_clock(fake: FakeRunPod) -> 
     pod_id = gql(fake, spot(0.2, terminateAfter=f'"{deadline}"')).json()["data"]["podRentInterruptable"]["id"]
     assert fake.pod(pod_id).request.terminate_after is not None
     fake.wait_for(pod_id, "RUNNING")
-    view = fake.wait_for(pod_id, "TERMINATED", timeout=10.0)  # 600 fake s = 3 s real at x200
+    view = fake.wait_for(pod_id, "TERMINATED", timeout=120.0)  # 600 fake s = 3 s real at x200
     assert view.stop_reason == "terminateAfter"
     assert fake.clock.to_datetime(view.terminated_at or 0.0) >= fake.clock.to_datetime(0) + timedelta(seconds=600)
 

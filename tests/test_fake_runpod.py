@@ -361,7 +361,7 @@ def test_preemption_sends_sigterm_then_sigkill_and_leaves_the_pod_exited(fake: F
     wait_until(marker.exists, "the container to see SIGTERM")
     assert process_alive(leader), "SIGKILL came before the grace period ended"
 
-    view = fake.wait_for(pod_id, "EXITED", timeout=5)
+    view = fake.wait_for(pod_id, "EXITED", timeout=60)
     assert view.exited_at is not None and view.exited_at - preempted_at >= GRACE - 1.0
     assert not process_alive(leader)
     assert view.stop_reason == "preempted" and view.pid is None
@@ -387,7 +387,7 @@ def test_preempt_control_route_and_a_container_that_exits_on_sigterm(fake: FakeR
     container_env(volume_dir, pod_id)
     preempted_at = fake.now()
     assert control(fake, "POST", f"/_fake/pods/{pod_id}/preempt").status_code == 200
-    view = fake.wait_for(pod_id, "EXITED", timeout=5)
+    view = fake.wait_for(pod_id, "EXITED", timeout=60)
     assert (volume_dir / "out" / f"sigterm-{pod_id}").exists()
     assert view.exited_at is not None and view.exited_at - preempted_at < GRACE  # it left before SIGKILL
     listed = control(fake, "GET", "/_fake/pods").json()["pods"]
@@ -410,7 +410,7 @@ def test_random_preemption_hits_spot_pods_only(tmp_path: Path) -> None:
     ) as fake:
         pod_id = gql(fake, spot_mutation()).json()["data"]["podRentInterruptable"]["id"]
         on_demand = create(fake)
-        view = fake.wait_for(pod_id, "EXITED", timeout=5)
+        view = fake.wait_for(pod_id, "EXITED", timeout=60)
         assert view.stop_reason == "preempted"
         assert fake.pod(on_demand["id"]).status in ("RUNNING", "STARTING", "PROVISIONING")
         ids = [v.id for v in fake.pods()]
