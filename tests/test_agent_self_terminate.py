@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from fake_runpod_support.processes import wait_no_pod_processes
+from fake_runpod_support.processes import started_fake
 
 from hpo.agent._pod import GRAPHQL_WAY, REST_WAY, end_pod, terminate_self
 from hpo.fake_runpod import FakeRunPod
@@ -41,13 +41,8 @@ def fake(tmp_path: Path, fake_options: dict[str, Any]) -> Iterator[FakeRunPod]:
         "pod_command": [sys.executable, "-c", "import time; time.sleep(600)"],
         "workdir": tmp_path / "work",
     }
-    server = FakeRunPod(**{**options, **fake_options}).start()
-    try:
+    with started_fake(**{**options, **fake_options}) as server:
         yield server
-    finally:
-        pod_ids = [view.id for view in server.pods()]
-        server.stop()
-        assert not wait_no_pod_processes(pod_ids)
 
 
 def spot_pod(fake: FakeRunPod, terminate_after: str | None = None) -> str:

@@ -21,18 +21,13 @@ from typing import Any
 
 import pytest
 import requests
-from fake_runpod_support.openapi import CONTRACT
-from fake_runpod_support.processes import wait_no_pod_processes
+from fake_runpod_support.processes import started_fake
+from studyfiles import wait_for
+from test_fake_runpod import A5000, GRACE, KEY, SCALE, VOLUME, api, gql, pod_body
 
 from hpo.fake_runpod import GPU_TYPES, FakeRunPod
-from studyfiles import wait_for
 from hpo.fake_runpod._catalog import KNOWN_DATA_CENTERS, OFFERED_CUDA_VERSIONS, BidFloor
 
-KEY = "test-key"
-VOLUME = "vol0123456"
-A5000 = "NVIDIA RTX A5000"
-SCALE = 200.0
-GRACE = 100.0
 V1_SPEC = Path(__file__).parent / "fake_runpod_support" / "openapi-v1.json"
 FAKE_PACKAGE = Path(__file__).parents[1] / "hpo" / "fake_runpod"
 
@@ -70,43 +65,11 @@ def fake(tmp_path: Path, fake_options: dict[str, Any]) -> Iterator[FakeRunPod]:
         "pod_command": [sys.executable, str(script)],
         "workdir": tmp_path / "work",
     }
-    server = FakeRunPod(**{**options, **fake_options}).start()
-    try:
+    with started_fake(**{**options, **fake_options}) as server:
         yield server
-    finally:
-        pod_ids = [view.id for view in server.pods()]
-        server.stop()
-        assert not wait_no_pod_processes(pod_ids)
 
 
-def api(fake: FakeRunPod, method: str, path: str, *, key: str = KEY, **kwargs: Any) -> requests.Response:
-    """One REST v2 call, its response checked against RunPod's spec."""
-    response = requests.request(
-        method, fake.url + path, headers={"Authorization": f"Bearer {key}"}, timeout=10, **kwargs
-    )
-    return CONTRACT.assert_response(response)
 
-
-def gql(fake: FakeRunPod, query: str, *, key: str = KEY) -> requests.Response:
-    """One GraphQL call with a Bearer key."""
-    return requests.post(
-        fake.url + "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {key}"}, timeout=10
-    )
-
-
-def pod_body(**overrides: Any) -> dict[str, Any]:
-    """A v2 create body for an A5000 pod with the volume at /workspace."""
-    body: dict[str, Any] = {
-        "name": "trial-1",
-        "image": "ghcr.io/example/hpo:1",
-        "gpu": {"id": A5000, "count": 1},
-        "cloud": "SECURE",
-        "dataCenterIds": ["EU-RO-1"],
-        "mounts": {"network": [{"volumeId": VOLUME, "path": "/workspace"}]},
-        "env": {"OUT_DIR": "/workspace/out"},
-    }
-    body.update(overrides)
-    return body
 
 
 def spot(bid: float, **extra: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 from fake_runpod_support.openapi import CONTRACT
-from fake_runpod_support.processes import process_alive, wait_no_pod_processes
+from fake_runpod_support.processes import process_alive, started_fake, wait_no_pod_processes
 
 from hpo.fake_runpod import (
     GPU_TYPES,
@@ -98,14 +98,8 @@ def fake(tmp_path: Path, volume_dir: Path, fake_options: dict[str, Any]) -> Iter
         "workdir": tmp_path / "work",
         "seed": 0,
     }
-    server = FakeRunPod(**{**options, **fake_options}).start()
-    try:
+    with started_fake(**{**options, **fake_options}) as server:
         yield server
-    finally:
-        pod_ids = [view.id for view in server.pods()]
-        server.stop()
-        survivors = wait_no_pod_processes(pod_ids)
-        assert not survivors, f"pod processes left behind: {[p.pid for p in survivors]}"
 
 
 def api(fake: FakeRunPod, method: str, path: str, *, key: str | None = KEY, **kwargs: Any) -> requests.Response:

@@ -8,9 +8,13 @@ test checks, and catches grandchildren that left the container's group.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psutil
+
+from hpo.fake_runpod import FakeRunPod
 
 
 def live_pod_processes(pod_ids: Iterable[str]) -> list[psutil.Process]:
@@ -47,3 +51,16 @@ def process_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@contextmanager
+def started_fake(**options: Any) -> Iterator[FakeRunPod]:
+    """A started :class:`FakeRunPod`; on the way out it stops and no pod process may survive it."""
+    server = FakeRunPod(**options).start()
+    try:
+        yield server
+    finally:
+        pod_ids = [view.id for view in server.pods()]
+        server.stop()
+        survivors = wait_no_pod_processes(pod_ids)
+        assert not survivors, f"pod processes left behind: {[p.pid for p in survivors]}"
