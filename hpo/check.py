@@ -24,17 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hpo.backends.runpod import GpuPrice, RunPodApi
-from hpo.config import (
-    LocalCompute,
-    LocalVolume,
-    NopPrunerConfig,
-    RunPodCompute,
-    RunPodVolume,
-    StudyConfig,
-    load_study_template,
-    placeholder_problem,
-)
+from hpo.backends.local import LocalCompute, LocalVolume
+from hpo.backends.runpod import GpuPrice, RunPodApi, RunPodCompute, RunPodVolume
+from hpo.config import NopPrunerConfig, StudyConfig, load_study_template, placeholder_problem
 from hpo.errors import ApiUnavailableError, AuthError, CloudError, ConfigError, HpoError, RequestRejectedError
 from hpo.events import ReportEvent, drain
 from hpo.layout import StudyLayout
@@ -196,9 +188,9 @@ def _placeholder_line(studies: Path, name: str) -> CheckLine:
 
 def _local_volume_line(config: StudyConfig) -> CheckLine:
     """A local study's folder: it must be a folder (or not exist yet), not a file."""
-    folder = config.volume.path if isinstance(config.volume, LocalVolume) else config.volume.local_path
+    folder = config.volume.path if isinstance(config.volume, LocalVolume) else config.volume.local_path  # type: ignore[attr-defined]
     if folder is None:
-        return ok("volume", f"RunPod volume {config.volume.id} over S3 (not checked for a local study)")  # type: ignore[union-attr]
+        return ok("volume", f"RunPod volume {config.volume.id} over S3 (not checked for a local study)")  # type: ignore[attr-defined]
     if folder.exists() and not folder.is_dir():
         return fail("volume", f"{folder} is a file, not a folder", "point the volume at a folder")
     return ok("volume", f"folder {folder}" + ("" if folder.exists() else " (made on first run)"))
@@ -363,7 +355,7 @@ def _gpu_lines(context: _Context) -> list[CheckLine]:
     assert isinstance(compute, RunPodCompute)
     if context.api is None or not context.api_works:
         return [skip("GPU types", "not checked: the API key does not work")]
-    data_center = context.config.volume.data_center  # type: ignore[union-attr]
+    data_center = context.config.volume.data_center  # type: ignore[attr-defined]
     return [_gpu_line(context, gpu, data_center) for gpu in compute.gpu_types]
 
 
@@ -476,7 +468,7 @@ def _volume_size_gb(context: _Context) -> float | None:
     except CloudError:
         return None
     for volume in volumes:
-        if volume.get("id") == context.config.volume.id:  # type: ignore[union-attr]
+        if volume.get("id") == context.config.volume.id:  # type: ignore[attr-defined]
             return volume.get("size_gb")
     return None
 

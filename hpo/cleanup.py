@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
-from hpo.trial_attrs import ATTR_ATTEMPTS, int_attr
 from hpo.journal import open_storage
+from hpo.trial_attrs import ATTR_ATTEMPTS, int_attr
 from hpo.volume import Volume
 
 

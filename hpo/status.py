@@ -16,14 +16,15 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.backends import AttemptRef, WorkerHandle
+from hpo.backends import find_plugin
 from hpo.config import StudyConfig
-from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_INTERRUPTION, ATTR_PREEMPTIONS, ATTR_QUEUED, int_attr
 from hpo.cost import BudgetGuard, Spend, trial_costs
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
 from hpo.records import LaunchRecord, read_launch
+from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_INTERRUPTION, ATTR_PREEMPTIONS, ATTR_QUEUED, int_attr
 from hpo.volume import Volume
+from hpo.workers import AttemptRef, WorkerHandle
 
 
 @dataclass(frozen=True)
@@ -65,39 +66,27 @@ class SpendSummary:
 
 
 def _worker(
-    volume: Volume, layout: StudyLayout, trial: int, attempts: int, live: Mapping[AttemptRef, WorkerHandle] | None
+    volume: Volume,
+    layout: StudyLayout,
+    trial: int,
+    attempts: int,
+    live: Mapping[AttemptRef, WorkerHandle] | None,
+    backend: str,
 ) -> str | None:
-    """What runs the trial's current attempt: from the backend's live view, else its launch record."""
+    """What runs the trial's current attempt, as its backend shows it: from its live view, else its launch record.
+
+    The backend is the one the launch record names, else the study's own
+    (``backend``): a study may have moved to another backend since.
+    """
     if attempts == 0:
         return None
     ref = AttemptRef(trial, attempts - 1)
     # Junk in launch.json (a pod can write it) is one warning naming the file, then "no record".
     launch = read_launch(volume, layout.launch(trial, attempts - 1)) or LaunchRecord()
-    if launch.backend == "local":
-        return f"pid {launch.pid}"
-    handle = (live or {}).get(ref)
-    pod_id = handle.id if handle else launch.pod_id
-    if pod_id is None:
+    plugin = find_plugin(launch.backend) or find_plugin(backend)
+    if plugin is None:
         return None
-    parts = [f"pod {pod_id}"]
-    gpu = (handle.detail.get("gpu_type") if handle else None) or launch.gpu_type
-    if gpu:
-        parts.append(str(gpu))
-    if launch.spot is not None:
-        parts.append("spot" if launch.spot else "on-demand")
-    bid = (handle.detail if handle else {}).get("bid_per_gpu") or getattr(launch, "bid_per_gpu", None)
-    parts += [f"bid ${bid:.3f}/GPU-h"] if isinstance(bid, float) else []
-    if handle is not None:
-        parts.append(str(handle.detail.get("pod_status", handle.status)))
-        uptime = handle.detail.get("uptime_s")
-        if uptime is not None:
-            parts.append(f"up {uptime / 60:.0f}m")
-    elif live is not None:
-        parts.append("gone")
-    price = (handle.detail.get("cost_per_hr") if handle else None) or launch.cost_per_hr
-    if price is not None:
-        parts.append(f"${price:.3f}/h")
-    return " ".join(parts)
+    return plugin.describe_worker(launch, (live or {}).get(ref), listed=live is not None)
 
 
 def study_rows(
@@ -109,8 +98,8 @@ def study_rows(
 ) -> list[TrialRow] | None:
     """Every trial of the study, in order; None if the study has not been run yet.
 
-    ``live`` (the backend's live workers, if it could be asked) adds each pod's
-    status and uptime to what the launch records say.
+    ``live`` (the backend's live workers, if it could be asked) adds what the
+    backend sees now (a pod's status and uptime) to what the launch records say.
     """
     storage = open_storage(volume, config.name, url=config.storage, cache_dir=cache_dir)
     study = storage.load_study(config.name)
@@ -134,7 +123,11 @@ def study_rows(
                 attempts=attempts,
                 preemptions=int_attr(trial.user_attrs, ATTR_PREEMPTIONS),
                 params=dict(trial.params),
-                worker=_worker(volume, layout, trial.number, attempts, live) if trial.state == TrialState.RUNNING else None,
+                worker=(
+                    _worker(volume, layout, trial.number, attempts, live, config.compute.backend)
+                    if trial.state == TrialState.RUNNING
+                    else None
+                ),
                 error=_text(trial.user_attrs.get(ATTR_ERROR)) or _interruption(trial),
                 best_value=_best_value(list(steps.values()) + ([trial.value] if trial.value is not None else []), config.direction),
                 cost_usd=costs[trial.number].usd if trial.number in costs else None,
@@ -206,7 +199,7 @@ def spend_summary(rows: Sequence[TrialRow], config: StudyConfig) -> SpendSummary
             r for r in candidates
             if r.best_value is not None and abs(r.best_value - best) <= NEAR_BEST * abs(best) and cost_of(r) is not None
         ]
-        cheapest = min(near, key=lambda r: (cost_of(r), r.number), default=None)  # type: ignore[arg-type, return-value]
+        cheapest = min(near, key=lambda r: (cost_of(r), r.number), default=None)
     return SpendSummary(
         usd=usd,
         gpu_hours=gpu_seconds / 3600.0,

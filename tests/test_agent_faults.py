@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 import hpo.agent.__main__ as agent_main
 from hpo.agent import EXIT_INFRA, AttemptAddress, run_attempt
 from hpo.errors import VolumeError
 from hpo.events import CAUSE_MAX, Event, InterruptedEvent, drain, encode_event, parse_event
 from hpo.volume import DirectoryVolume
-
-from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 OBJECTIVES = {
     "reports": """
@@ -330,7 +329,7 @@ def test_in_a_pod_an_interrupted_attempt_still_ends_its_pod(
     ended: list[str] = []
     monkeypatch.setattr(agent_main, "open_volume", lambda root: volume)
     monkeypatch.setattr(agent_main, "redirect_output", lambda path: None)
-    monkeypatch.setattr(agent_main, "end_pod", lambda env: ended.append(env["RUNPOD_POD_ID"]))
+    monkeypatch.setattr(agent_main, "end_worker", lambda env: ended.append(env["RUNPOD_POD_ID"]))
     env = {"HPO_STUDY": "s", "HPO_TRIAL": str(_trial("reports")), "HPO_ATTEMPT": "0", "HPO_VOLUME": str(volume.root)}
     env |= {"RUNPOD_POD_ID": "pod-1", "HPO_CACHE_DIR": str(tmp_path / "cache")}
     for name, value in env.items():
@@ -349,7 +348,7 @@ def test_in_a_pod_a_log_on_a_failing_volume_does_not_stop_the_agent(
 
     monkeypatch.setattr(agent_main, "open_volume", lambda root: volume)
     monkeypatch.setattr(agent_main, "redirect_output", no_log)
-    monkeypatch.setattr(agent_main, "end_pod", lambda env: ended.append(env["RUNPOD_POD_ID"]))
+    monkeypatch.setattr(agent_main, "end_worker", lambda env: ended.append(env["RUNPOD_POD_ID"]))
     env = {"HPO_STUDY": "s", "HPO_TRIAL": str(_trial("reports")), "HPO_ATTEMPT": "0", "HPO_VOLUME": str(volume.root)}
     env |= {"RUNPOD_POD_ID": "pod-2", "HPO_CACHE_DIR": str(tmp_path / "cache")}
     for name, value in env.items():

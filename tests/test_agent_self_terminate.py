@@ -17,7 +17,7 @@ import pytest
 import requests
 from fake_runpod_support.processes import started_fake
 
-from hpo.agent._pod import GRAPHQL_WAY, REST_WAY, end_pod, terminate_self
+from hpo.backends.runpod import GRAPHQL_WAY, REST_WAY, end_pod, terminate_self
 from hpo.fake_runpod import FakeRunPod
 
 KEY = "test-key"
@@ -72,10 +72,10 @@ def no_sleep(seconds: float) -> None:
 def test_the_agent_ends_its_pod_through_rest_v2(fake: FakeRunPod, caplog: pytest.LogCaptureFixture) -> None:
     pod_id = spot_pod(fake)
     fake.wait_for(pod_id, "RUNNING")
-    with caplog.at_level(logging.INFO, logger="hpo.agent._pod"):
+    with caplog.at_level(logging.INFO, logger="hpo.backends.runpod._in_pod"):
         end_pod(pod_env(fake, pod_id), sleep=no_sleep, wait_limit=10.0)
     assert fake.pod(pod_id).status == "TERMINATED"
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.agent._pod"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.backends.runpod._in_pod"]
     assert f"terminated pod {pod_id} through {REST_WAY}" in line
 
 
@@ -83,10 +83,10 @@ def test_the_agent_ends_its_pod_through_rest_v2(fake: FakeRunPod, caplog: pytest
 def test_refused_on_rest_the_agent_falls_back_to_graphql(fake: FakeRunPod, caplog: pytest.LogCaptureFixture) -> None:
     pod_id = spot_pod(fake)
     fake.wait_for(pod_id, "RUNNING")
-    with caplog.at_level(logging.INFO, logger="hpo.agent._pod"):
+    with caplog.at_level(logging.INFO, logger="hpo.backends.runpod._in_pod"):
         end_pod(pod_env(fake, pod_id), sleep=no_sleep, wait_limit=10.0)
     assert fake.pod(pod_id).status == "TERMINATED"
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.agent._pod"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.backends.runpod._in_pod"]
     assert f"through {GRAPHQL_WAY}" in line and "REST v2:" in line
 
 
@@ -98,10 +98,10 @@ def test_refused_on_both_the_agent_waits_and_terminate_after_ends_the_pod(
     pod_id = spot_pod(fake, terminate_after=deadline)
     fake.wait_for(pod_id, "RUNNING")
     waits: list[float] = []
-    with caplog.at_level(logging.INFO, logger="hpo.agent._pod"):
+    with caplog.at_level(logging.INFO, logger="hpo.backends.runpod._in_pod"):
         end_pod(pod_env(fake, pod_id), sleep=waits.append, wait_limit=20.0)
     assert waits == [5.0] * 4  # it waited (bounded) instead of exiting into a restart
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.agent._pod"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "hpo.backends.runpod._in_pod"]
     assert "could not terminate itself" in line and "REST v2:" in line and "GraphQL:" in line
     assert fake.pod(pod_id).status == "RUNNING"
     view = fake.wait_for(pod_id, "TERMINATED", timeout=120.0)  # RunPod's own deadline
@@ -119,7 +119,7 @@ def test_a_pod_key_may_not_terminate_another_pod(fake: FakeRunPod) -> None:
 
 @pytest.mark.parametrize(
     "fake_options",
-    [{"pod_key_rest": False, "pod_command": [sys.executable, "-c", "import os; from hpo.agent._pod import end_pod; end_pod(os.environ)"]}],
+    [{"pod_key_rest": False, "pod_command": [sys.executable, "-c", "import os; from hpo.backends.runpod import end_pod; end_pod(os.environ)"]}],
     indirect=True,
 )  # fmt: skip
 def test_inside_a_pod_the_agent_ends_it_through_graphql(fake: FakeRunPod) -> None:

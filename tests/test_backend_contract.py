@@ -1,77 +1,94 @@
-"""The backend contract: every Backend implementation must pass these tests.
+"""The backend contract: every registered backend must pass these tests.
 
-Each backend runs real workers (the agent, on a long, slow test objective) and
-is held to what the controller relies on: launch returns at once, one listing
+The suite runs once per backend in the registry (:data:`hpo.backends.BACKENDS`),
+in the world ``tests/backend_worlds/<name>.py`` sets up for it (this machine
+for ``local``; the fake RunPod API, whose pods run the real agent, for
+``runpod``), on a backend built by its own plug-in from a study's config.
+Each runs real workers (the agent, on a long, slow test objective) and is
+held to what the controller relies on: launch returns at once, one listing
 finds every live worker by its attempt (also a worker started by another
 backend instance: a crashed controller's), terminate is immediate, idempotent
-and silent for a worker already gone, and of two workers running one attempt
-the oldest runs it and the other is an extra, for the controller to stop.
+and silent for a worker already gone, a worker that ignores SIGTERM still
+ends, and of two workers running one attempt the oldest runs it and the other
+is an extra, for the controller to stop. What only one backend does (the
+local backend's SIGTERM and grace period) is tested beside its other tests.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from backend_worlds import MAX_STEP, PACE, STUBBORN_TRIAL, write_specs
+from studyfiles import count_events, make_workspace, study_config, study_volume, wait_for
 
-from hpo.backends import AttemptRef, Backend, LocalBackend, WorkerHandle
-from hpo.code import publish_objectives
+from hpo.backends import BACKENDS, AttemptRef, Backend, WorkerHandle, backend_plugin
 from hpo.config import StudyConfig
 from hpo.events import drain
 from hpo.layout import StudyLayout
-from hpo.spec import TrialSpec
 from hpo.volume import Volume
 
-from studyfiles import count_events, make_workspace, study_config, study_volume, wait_for
-
 pytestmark = pytest.mark.slow
+
+START_DEADLINE = 90.0
+"""Seconds for a worker's agent to start (an interpreter and Optuna on a loaded machine; a pod's provisioning)."""
+
+END_DEADLINE = 30.0
+"""Seconds for a terminated worker to leave the listing (the local backend's SIGKILL comes after a 5 s grace)."""
 
 
 @dataclass
 class BackendWorld:
+    """A study whose specs are written, and a way to make a fresh backend for it (a new controller's)."""
+
     config: StudyConfig
     volume: Volume
-    make: type[Backend] | object  # a callable returning a fresh backend for the study
+    make: Callable[[], Backend]
 
     def new_backend(self) -> Backend:
-        return self.make()  # type: ignore[operator]
+        return self.make()
 
 
-@pytest.fixture(params=["local"])
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendWorld]:
-    studies = make_workspace(tmp_path, pace=0.2, max_step=200, trials=3)
-    config = study_config(studies, "steady")
-    volume = study_volume(config)
-    sha = publish_objectives(volume, config.name, studies.parent / "objectives")
-    layout = StudyLayout(config.name)
-    for trial in range(4):
-        TrialSpec(
-            study=config.name, trial=trial, objective="steady:stubborn" if trial == 3 else "steady",
-            params={"x": 0.5, "pace": 0.2, "fail_trial": -1, "garbage": False},
-            search_space={name: p.model_dump(mode="json") for name, p in config.search_space.items()},
-            max_step=200, code=sha,
-        ).write(volume, layout.spec(trial))
-    if request.param == "local":
-        made: list[LocalBackend] = []
+def _world_of(name: str) -> object:
+    try:
+        return importlib.import_module(f"backend_worlds.{name}")
+    except ModuleNotFoundError:
+        pytest.fail(f"backend {name!r} is registered but has no tests/backend_worlds/{name}.py to run the contract in")
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackendWorld]:
+    name = request.param
+    setup = _world_of(name)
+    project = tmp_path / "project"
+    studies = make_workspace(project, pace=PACE, max_step=MAX_STEP, trials=3, spot=False)
+    with setup.provider(project, tmp_path, monkeypatch):  # type: ignore[attr-defined]
+        config = study_config(studies, setup.STUDY)  # type: ignore[attr-defined]
+        assert config.compute.backend == name
+        volume = study_volume(config)
+        write_specs(config, volume, project / "objectives")
+        made: list[Backend] = []
 
         def make() -> Backend:
-            made.append(LocalBackend(config.name, volume, kill_grace=2.0))
+            made.append(backend_plugin(name).build(config, volume, cache_dir=tmp_path / "cache"))
             return made[-1]
 
-        world = BackendWorld(config, volume, make)
-        yield world
-        cleanup = made[-1] if made else LocalBackend(config.name, volume)
+        yield BackendWorld(config, volume, make)
+        cleanup = make()
         for handle in [*cleanup.list_live().values(), *cleanup.extras()]:
             cleanup.terminate(handle)
-        wait_for(lambda: not cleanup.list_live() and not cleanup.extras(), 15, "the worker")
-
+        wait_for(lambda: not cleanup.list_live() and not cleanup.extras(), END_DEADLINE, "every worker to end")
+        for backend in made:
+            backend.close()
 
 
 def _started(world: BackendWorld, ref: AttemptRef) -> bool:
-    return any(e.type == "start" for e in drain(world.volume, StudyLayout(world.config.name).events(ref.trial, ref.attempt)))
+    events = StudyLayout(world.config.name).events(ref.trial, ref.attempt)
+    return any(e.type == "start" for e in drain(world.volume, events))
 
 
 def test_launch_returns_at_once_and_the_worker_is_listed_by_its_attempt(world: BackendWorld) -> None:
@@ -82,7 +99,7 @@ def test_launch_returns_at_once_and_the_worker_is_listed_by_its_attempt(world: B
     assert isinstance(handle, WorkerHandle) and handle.ref == AttemptRef(0, 0)
     live = backend.list_live()
     assert set(live) == {AttemptRef(0, 0)}
-    wait_for(lambda: _started(world, AttemptRef(0, 0)), 30, "the worker")
+    wait_for(lambda: _started(world, AttemptRef(0, 0)), START_DEADLINE, "the worker")
     assert AttemptRef(0, 0) in backend.list_live()
 
 
@@ -97,7 +114,7 @@ def test_one_listing_finds_every_worker(world: BackendWorld) -> None:
 def test_a_new_backend_instance_finds_workers_an_old_one_started(world: BackendWorld) -> None:
     old = world.new_backend()
     old.launch(AttemptRef(1, 0))
-    wait_for(lambda: _started(world, AttemptRef(1, 0)), 30, "the worker")
+    wait_for(lambda: _started(world, AttemptRef(1, 0)), START_DEADLINE, "the worker")
     fresh = world.new_backend()  # the next controller, after a crash
     assert set(fresh.list_live()) == {AttemptRef(1, 0)}
 
@@ -105,26 +122,23 @@ def test_a_new_backend_instance_finds_workers_an_old_one_started(world: BackendW
 def test_terminate_stops_the_worker_and_is_idempotent(world: BackendWorld) -> None:
     backend = world.new_backend()
     handle = backend.launch(AttemptRef(0, 0))
-    wait_for(lambda: _started(world, AttemptRef(0, 0)), 30, "the worker")
+    wait_for(lambda: _started(world, AttemptRef(0, 0)), START_DEADLINE, "the worker")
     began = time.monotonic()
     backend.terminate(handle)
-    assert time.monotonic() - began < 1  # returns at once
+    assert time.monotonic() - began < 5  # returns at once, without waiting for the worker to end
     backend.terminate(handle)
-    wait_for(lambda: AttemptRef(0, 0) not in backend.list_live(), 15, "the worker")
+    wait_for(lambda: AttemptRef(0, 0) not in backend.list_live(), END_DEADLINE, "the worker to end")
     backend.terminate(handle)  # gone: silently fine
-    events = drain(world.volume, StudyLayout(world.config.name).events(0, 0))
-    assert events[-1].type == "preempted"  # a SIGTERM without a prune order looks like a preemption
 
 
-def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(world: BackendWorld) -> None:
+def test_a_worker_that_ignores_sigterm_still_ends(world: BackendWorld) -> None:
+    ref = AttemptRef(STUBBORN_TRIAL, 0)  # objective steady:stubborn ignores SIGTERM and never finishes
     backend = world.new_backend()
-    backend.launch(AttemptRef(3, 0))  # objective steady:stubborn ignores SIGTERM
+    backend.launch(ref)
     layout = StudyLayout(world.config.name)
-    wait_for(lambda: count_events(world.volume, layout.events(3, 0), "report") > 0, 30, "the first report")
-    backend.terminate(backend.list_live()[AttemptRef(3, 0)])
-    time.sleep(0.5)
-    assert AttemptRef(3, 0) in backend.list_live()  # still there within the grace period
-    wait_for(lambda: AttemptRef(3, 0) not in backend.list_live(), 15, "the worker")  # then SIGKILLed
+    wait_for(lambda: count_events(world.volume, layout.events(ref.trial, 0), "report") > 0, START_DEADLINE, "a report")
+    backend.terminate(backend.list_live()[ref])
+    wait_for(lambda: ref not in backend.list_live(), END_DEADLINE, "the stubborn worker to end")
 
 
 def _extras_now(backend: Backend) -> list[WorkerHandle]:
@@ -135,7 +149,7 @@ def _extras_now(backend: Backend) -> list[WorkerHandle]:
 def test_two_workers_of_one_attempt_the_oldest_is_live_the_younger_an_extra(world: BackendWorld) -> None:
     ref = AttemptRef(1, 0)
     first = world.new_backend().launch(ref)
-    wait_for(lambda: _started(world, ref), 30, "the first worker")
+    wait_for(lambda: _started(world, ref), START_DEADLINE, "the first worker")
     stray = world.new_backend().launch(ref)  # a crashed controller's retry started the attempt again
     backend = world.new_backend()  # the next controller sees both
     live = backend.list_live()
@@ -144,5 +158,5 @@ def test_two_workers_of_one_attempt_the_oldest_is_live_the_younger_an_extra(worl
     assert [(h.ref, h.id) for h in extras] == [(ref, stray.id)]
     assert extras[0].billing is not None  # metered like any worker
     backend.terminate(extras[0])
-    wait_for(lambda: not _extras_now(backend), 15, "the stray to end")
+    wait_for(lambda: not _extras_now(backend), END_DEADLINE, "the stray to end")
     assert backend.list_live()[ref].id == first.id

@@ -160,8 +160,11 @@ def spot_mutation(name: str = "spot-1", bid: float = 0.2, **extra_env: str) -> s
     return f"mutation {{ podRentInterruptable(input: {{{fields}}}) {{ id desiredStatus imageName env machineId machine {{ podHostId }} }} }}"
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` every 10 ms until it is truthy; fail naming ``what`` at the deadline."""
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """Poll ``predicate`` every 10 ms until it is truthy; fail naming ``what`` at the deadline.
+
+    The deadline is generous (a process start on a loaded machine takes seconds): it only bounds a failure.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -656,7 +659,7 @@ def test_catalog_lists_gpu_types_with_prices(fake: FakeRunPod) -> None:
 
 
 def test_fake_contract_copy_matches_the_spec_and_covers_the_config_ids() -> None:
-    from hpo.config._runpod_ids import GPU_TYPE_IDS
+    from hpo.backends.runpod._ids import GPU_TYPE_IDS
     from hpo.fake_runpod._contract import SCHEMAS
 
     def strip(node: Any) -> Any:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from studyfiles import wait_for
 
 from hpo.backends import AttemptRef
 from hpo.backends.runpod import PodRequest, RunPodApi, RunPodBackend, pod_env, pod_name, spot_deadline_seconds
@@ -14,8 +15,6 @@ from hpo.config import RunPodCompute, RunPodVolume
 from hpo.errors import BackendError, CapacityError, ConfigError, LaunchUnknownError, RequestRejectedError
 from hpo.fake_runpod import FakeRunPod
 from hpo.volume import DirectoryVolume
-
-from studyfiles import wait_for
 
 KEY = "rpa_backend_test_key"
 A5000 = "NVIDIA RTX A5000"

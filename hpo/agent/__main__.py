@@ -1,9 +1,12 @@
 """``python -m hpo.agent``: run the attempt named by HPO_STUDY, HPO_TRIAL, HPO_ATTEMPT, HPO_VOLUME.
 
 Whatever ends the attempt (a result, the objective's error, an infrastructure
-fault, even a bug of ours), an agent in a RunPod pod ends its own pod
-afterwards: a container that exits is restarted by RunPod and would bill on.
-Only a preemption (SIGTERM) skips that, since the pod is being stopped anyway.
+fault, even a bug of ours), an agent inside a worker whose backend says so
+ends its worker afterwards (:class:`~hpo.backends.WorkerHook`): a RunPod pod
+whose container exits is restarted by RunPod and would bill on. Only a
+preemption (SIGTERM) skips that, since the worker is being stopped anyway.
+The agent names no backend: the registry (:func:`~hpo.backends.worker_hook`)
+tells from the environment which backend's worker this is, if any.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import sys
 import traceback
 from collections.abc import Mapping
 
-from hpo.agent._pod import end_pod, in_pod, redirect_output
+from hpo.agent._output import redirect_output
 from hpo.agent._runner import EXIT_ERROR, EXIT_PREEMPTED, AttemptAddress, Preempted, run_attempt
+from hpo.backends import worker_hook
 from hpo.errors import HpoError
 from hpo.layout import StudyLayout
 from hpo.volume import open_volume
@@ -25,7 +29,7 @@ log = logging.getLogger("hpo.agent")
 
 
 def main() -> int:
-    """Run the attempt, then (in a pod) end the pod; return the exit code."""
+    """Run the attempt, then (where its backend says so) end the worker; return the exit code."""
     env = dict(os.environ)
     logging.basicConfig(level=logging.INFO, format="hpo.agent: %(message)s", stream=sys.stderr)
     try:
@@ -35,21 +39,28 @@ def main() -> int:
         code = exc.exit_code
     except Preempted:  # SIGTERM after the attempt's own handling
         code = EXIT_PREEMPTED
-    except Exception:  # a bug of ours: say it, and still end the pod below
+    except Exception:  # noqa: BLE001 - a bug of ours: say it, and still end the worker below
         traceback.print_exc()
         code = EXIT_ERROR
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the attempt is over: a SIGTERM now just ends us
-    if in_pod(env) and code != EXIT_PREEMPTED:
-        # Exiting would restart the container (RunPod's rule): end the pod instead.
-        end_pod(env)
+    if code != EXIT_PREEMPTED:
+        end_worker(env)
     return code
 
 
+def end_worker(env: Mapping[str, str]) -> None:
+    """End the worker this agent runs in, the way its backend does (a pod terminates itself); a process just exits."""
+    hook = worker_hook(env)
+    if hook is not None:
+        hook.end(env)
+
+
 def _attempt(env: Mapping[str, str]) -> int:
-    """Open the volume, send our output to the attempt's log (in a pod), and run the attempt."""
+    """Open the volume, send our output to the attempt's log (where the worker's own is lost), run the attempt."""
     address = AttemptAddress.from_env(dict(env))
     volume = open_volume(address.volume_root)
-    if in_pod(env):
+    hook = worker_hook(env)
+    if hook is not None and hook.log_to_volume:
         log_path = volume.local_path(StudyLayout(address.study).log(address.trial, address.attempt))
         if log_path is not None:
             try:

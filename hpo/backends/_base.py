@@ -18,48 +18,24 @@ Contracts, as the controller relies on them:
 * Time on the provider's clock: :meth:`Backend.provider_now` says what time
   the provider bills by, where it can tell (a rehearsal's fake RunPod runs
   faster than the wall clock).
-* What a worker costs travels with its handle (:class:`Billing`): the rate it
+* What a worker costs travels with its handle (:class:`~hpo.workers.Billing`): the rate it
   bills at and when its billing began, so the controller can meter every
   attempt without knowing where it runs. :meth:`Backend.launch_rate` says what
   the next launch may cost at most, and :meth:`Backend.billed_usd` what the
   provider actually charged, for the reconciliation at the end of a run.
+
+The words shared with the cost meter (:class:`~hpo.workers.AttemptRef`,
+:class:`~hpo.workers.WorkerHandle`, :class:`~hpo.workers.Billing`) live in
+:mod:`hpo.workers`, below both packages.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from hpo.cost._prices import PriceBook
-
-
-@dataclass(frozen=True, order=True)
-class AttemptRef:
-    """One attempt of one trial: the unit a backend runs."""
-
-    trial: int
-    attempt: int
-
-    def __str__(self) -> str:
-        return f"trial {self.trial} attempt {self.attempt}"
-
-
-@dataclass(frozen=True)
-class Billing:
-    """What a worker costs while it lives.
-
-    ``usd_per_hr`` is the rate the whole worker bills at (a pod's own ``cost``:
-    all its GPUs; 0 for a local process); ``gpu_count`` GPUs are held while it
-    bills (0 for a local process); ``started_at`` is when billing began, in
-    epoch seconds on the provider's clock (a pod's creation: provisioning and
-    image pull are billed), or None when the backend cannot tell.
-    """
-
-    usd_per_hr: float | None
-    gpu_count: int = 0
-    gpu_type: str | None = None
-    started_at: float | None = None
+from hpo.cost import PriceBook
+from hpo.workers import AttemptRef, WorkerHandle
 
 
 @dataclass(frozen=True)
@@ -68,23 +44,6 @@ class LaunchRate:
 
     usd_per_hr: float
     gpu_count: int
-
-
-@dataclass(frozen=True)
-class WorkerHandle:
-    """A live worker running one attempt.
-
-    ``id`` is the backend's own identifier (a pid, a pod id); ``status`` is our
-    word for its state (``starting``, ``running``); ``detail`` holds what
-    ``hpo status`` shows about it (GPU type, price, ...); ``billing`` what it
-    costs (None: the backend does not know).
-    """
-
-    ref: AttemptRef
-    id: str
-    status: str = "running"
-    detail: dict[str, Any] = field(default_factory=dict, compare=False)
-    billing: Billing | None = field(default=None, compare=False)
 
 
 class Backend(ABC):
@@ -145,5 +104,5 @@ class Backend(ABC):
         """
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  a hook with nothing to release by default, not an abstract method
         """Release clients and files; live workers stay alive (the next controller adopts them)."""

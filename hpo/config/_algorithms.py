@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
-
 from optuna.pruners import (
     HyperbandPruner,
     MedianPruner,

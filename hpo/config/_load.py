@@ -141,7 +141,7 @@ class _StrictLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         """Compose one node, refusing nesting beyond :data:`MAX_DEPTH` before Python's recursion limit."""
         self._depth += 1
         try:
@@ -150,7 +150,7 @@ class _StrictLoader(yaml.SafeLoader):
                 raise _LimitError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
             if self.check_event(yaml.AliasEvent):
                 self._aliases += 1
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -159,7 +159,7 @@ class _StrictLoader(yaml.SafeLoader):
         node = super().get_single_node()
         if node is not None:
             _check_expansion(node, aliased=self._aliases > 0)
-        return node  # type: ignore[no-any-return]
+        return node
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -295,7 +295,7 @@ def _read(path: str | os.PathLike[str]) -> _Document:
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except _LimitError as exc:
         mark = exc.problem_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""

@@ -1,8 +1,10 @@
 """One study's validated configuration, and the file of studies.
 
 Rules that involve one key live in the key's type; the rules here relate
-keys to each other (a RunPod pod can only mount a RunPod volume in one of its
-data centers) and fill the defaults that depend on other keys.
+keys to each other and fill the defaults that depend on other keys. What a
+backend requires of the rest of a study (a RunPod pod can only mount a RunPod
+volume in one of its data centers) its compute model says
+(:meth:`~hpo.config.ComputeConfig.check_volume`), so nothing here names a backend.
 """
 
 from __future__ import annotations
@@ -34,14 +36,7 @@ from hpo.config._base import (
     integer,
     number,
 )
-from hpo.config._compute import (
-    Compute,
-    LocalCompute,
-    LocalVolume,
-    RunPodCompute,
-    RunPodVolume,
-    Volume,
-)
+from hpo.config._compute import Compute, ComputeConfig, Volume, compute_model, default_backend
 from hpo.config._messages import fail, show, unknown_study
 from hpo.config._space import Param
 from hpo.errors import ConfigError
@@ -49,24 +44,21 @@ from hpo.errors import ConfigError
 TAGGED_AT: Mapping[str, int] = {
     "sampler": 1,
     "pruner": 1,
-    "compute": 1,
-    "volume": 1,
     "search_space": 2,
 }
 """Where pydantic puts a union's branch name in an error location, per top-level key.
 
 ``('pruner', 'median', 'n_warmup_steps')`` names the median branch at index 1;
 ``('search_space', 'lr', 'float', 'low')`` names the float branch at index 2.
-The messages drop these, since the user never wrote them.
+The messages drop these, since the user never wrote them. (``compute`` and
+``volume`` are validated by their backend's model directly: no branch name.)
 """
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """A study's name becomes part of pod names and volume paths (``hpo/<study>/``)."""
 
-DEFAULT_POLL_INTERVAL = {"local": 1.0, "runpod": 15.0}
-"""Seconds between polls: a local process is cheap to watch; RunPod's API is rate-limited."""
-
 DEFAULT_VOLUME = {"path": "storage"}
+"""The volume of a study that names none, where its backend does not require one."""
 
 # Upper bounds: far above any real study, low enough that no arithmetic on them
 # overflows (a poll interval of 1e300 s once did, in the controller's sleep).
@@ -192,7 +184,7 @@ class StudyConfig(ConfigModel):
     sampler: SamplerConfig = TPESamplerConfig()
     pruner: PrunerConfig = MedianPrunerConfig()
     fidelity: Fidelity
-    compute: Compute = LocalCompute()
+    compute: Compute  # filled with the default backend when absent (see _fill_defaults)
     budget: Budget
     volume: Volume
     storage: Annotated[str, PlainValidator(_storage)] | None = None
@@ -211,18 +203,15 @@ class StudyConfig(ConfigModel):
                     why = "; a study's name is its key under 'studies'" if key == "name" else ""
                     raise fail("unknown key" + why, key)
                 data[key] = value
-        # The defaults of these two depend on other keys (and on where the file is).
-        backend = _backend_of(data.get("compute"))
+        data.setdefault("compute", default_backend())
+        # The defaults of these two depend on the backend (and on where the file is).
+        model = compute_model(_backend_of(data["compute"]))  # None: an unknown backend, refused below
         if "volume" not in data:
-            if backend == "runpod":
-                raise fail(
-                    "required key missing: runpod compute needs a RunPod network volume "
-                    "{id: <volume id>, data_center: <id>}",
-                    "volume",
-                )
+            if model is not None and model.volume_required is not None:
+                raise fail(f"required key missing: {model.volume_required}", "volume")
             data["volume"] = dict(DEFAULT_VOLUME)
         if "poll_interval" not in data:
-            data["poll_interval"] = DEFAULT_POLL_INTERVAL.get(backend or "local", 1.0)
+            data["poll_interval"] = (model or ComputeConfig).default_poll_interval
         return data
 
     @field_validator("name")
@@ -244,26 +233,7 @@ class StudyConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
-        if isinstance(self.compute, RunPodCompute):
-            if not isinstance(self.volume, RunPodVolume):
-                raise fail(
-                    "runpod compute needs a RunPod network volume {id: ..., data_center: ...}, "
-                    f"not a local folder (got path {str(self.volume.path)!r})"
-                    if isinstance(self.volume, LocalVolume)
-                    else "runpod compute needs a RunPod network volume",
-                    "volume",
-                )
-            allowed = self.compute.data_centers
-            if allowed is not None and list(allowed) != [self.volume.data_center]:
-                # Pods are placed by the volume; a list that says otherwise misleads whoever reads it.
-                raise fail(
-                    f"compute.data_centers ({', '.join(allowed)}) disagrees with volume.data_center "
-                    f"({self.volume.data_center!r}): a network volume attaches only to pods in its own "
-                    "data center; leave compute.data_centers out, or set it to "
-                    f"[{self.volume.data_center}]",
-                    "volume",
-                    "data_center",
-                )
+        self.compute.check_volume(self.volume)
         # Backstop: let Optuna itself refuse what the checks above missed, at load time.
         for name, param in self.search_space.items():
             try:
@@ -285,15 +255,13 @@ class StudyConfig(ConfigModel):
         return self.pruner.build(max_step=self.fidelity.max_step)
 
 
-def _backend_of(compute: Any) -> str | None:
+def _backend_of(compute: Any) -> Any:
     """The compute backend named in raw (unvalidated) input, for defaults that depend on it."""
-    if isinstance(compute, str):
-        return compute
-    if isinstance(compute, Mapping):
-        return compute.get("backend", "local")
-    if isinstance(compute, (LocalCompute, RunPodCompute)):
+    if isinstance(compute, ComputeConfig):
         return compute.backend
-    return "local" if compute is None else None
+    if isinstance(compute, Mapping):
+        return compute.get("backend", default_backend())
+    return compute  # a bare name (shorthand), or junk the validation refuses
 
 
 @dataclass(frozen=True)

@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hpo.backends import Backend, LocalBackend
+from hpo.backends import Backend, backend_plugin
 from hpo.code import check_volume_code_trusted, publish_objectives
-from hpo.backends.runpod import RunPodApi, RunPodBackend, spot_deadline_seconds
-from hpo.config import LocalCompute, LocalVolume, RunPodVolume, StudyConfig
+from hpo.config import StudyConfig
 from hpo.controller._controller import Controller
 from hpo.controller._progress import ProgressSink
-from hpo.errors import AuthError, ConfigError
-from hpo.journal import default_cache_dir, open_storage
+from hpo.errors import ConfigError
+from hpo.journal import open_storage
 from hpo.lease import Lease
-from hpo.volume import DirectoryVolume, S3Volume, Volume
+from hpo.volume import Volume
 
 
 def open_study_volume(config: StudyConfig) -> Volume:
-    """The study's volume as this machine reaches it."""
-    if isinstance(config.volume, LocalVolume):
-        return DirectoryVolume(config.volume.path)
-    if config.volume.local_path is not None:
-        return DirectoryVolume(config.volume.local_path)
-    # RunPod's S3-compatible API: bucket = volume id, region = data center. An explicit
-    # volume.endpoint wins, then AWS_ENDPOINT_URL_S3, then RunPod's endpoint for the data center.
-    endpoint = config.volume.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or config.volume.s3_endpoint_url
-    return S3Volume(config.volume.id, endpoint_url=endpoint, region=config.volume.data_center)
+    """The study's volume as this machine reaches it (its kind says how: a folder, RunPod's S3 API)."""
+    return config.volume.open()
 
 
 def check_objective(config: StudyConfig, folder: Path) -> None:
@@ -47,19 +38,8 @@ def check_objective(config: StudyConfig, folder: Path) -> None:
 
 
 def make_backend(config: StudyConfig, volume: Volume, *, cache_dir: Path | None = None) -> Backend:
-    """The backend ``compute.backend`` names (``cache_dir``: where RunPod's prices are cached)."""
-    if isinstance(config.compute, LocalCompute):
-        return LocalBackend(config.name, volume)
-    if not isinstance(config.volume, RunPodVolume):  # the config refuses this; keep the types honest
-        raise ConfigError(f"study {config.name!r}: runpod compute needs a RunPod network volume")
-    try:
-        api = RunPodApi.from_env()
-    except AuthError as exc:
-        raise AuthError(f"study {config.name!r} runs on RunPod: {exc}") from None
-    return RunPodBackend(
-        config.name, config.compute, config.volume, volume, api, cache_dir=cache_dir or default_cache_dir(),
-        spot_deadline_s=spot_deadline_seconds(config.budget.max_trial_seconds, config.fidelity.max_step),
-    )
+    """The backend ``compute.backend`` names, as its plug-in builds it (``cache_dir``: where it caches prices)."""
+    return backend_plugin(config.compute.backend).build(config, volume, cache_dir=cache_dir)
 
 
 def provider_clock(backend: Backend, wall_clock: Callable[[], float] = time.time) -> Callable[[], float]:

@@ -1,4 +1,13 @@
-"""What trials cost: GPU prices, billed seconds per attempt, and the study's budget guard."""
+"""What trials cost: GPU prices, billed seconds per attempt, and the study's budget guard.
+
+Offers the price list (:class:`PriceBook`, read by :func:`load_price_book`
+from a :class:`PriceSource` such as RunPod's API, cached on disk, with a dated
+fallback table), the meter of billed seconds (:class:`CostMeter`, its
+per-attempt records :class:`AttemptBill` and per-trial totals
+:class:`TrialCost`), and the budget guard (:class:`BudgetGuard`, judging a
+:class:`Spend`). It knows workers only through :mod:`hpo.workers`, never a
+backend.
+"""
 
 from __future__ import annotations
 

@@ -22,15 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from hpo.trial_attrs import ATTR_COST_USD, ATTR_GPU_SECONDS, ATTR_GPU_TYPE, float_attr
-
-if TYPE_CHECKING:  # the backends import this package's prices; keep the import one-way at runtime
-    from hpo.backends import AttemptRef, WorkerHandle
+from hpo.workers import AttemptRef, WorkerHandle
 
 COST_RECORD_PREFIX = "hpo:cost:"  # + trial number: the study system attribute holding its attempts
 

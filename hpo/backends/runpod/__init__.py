@@ -1,4 +1,12 @@
-"""The RunPod backend: attempts as (spot) pods, through REST v2 and GraphQL."""
+"""The ``runpod`` backend: attempts as (spot) pods, through REST v2 and GraphQL.
+
+Offers the client of RunPod's API (:class:`RunPodApi`, the only code that
+reads RunPod's JSON, and its types :class:`Pod`, :class:`PodRequest`,
+:class:`GpuPrice`), :class:`RunPodBackend` (launch, list, terminate pods named
+by :func:`pod_name`), its keys in studies.yaml (:class:`RunPodCompute`,
+:class:`RunPodVolume`), what the agent does inside a pod (:func:`end_pod`,
+:func:`terminate_self`), and ``PLUGIN``, what the registry knows of it.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,14 @@ from hpo.backends.runpod._api import (
     is_capacity_message,
 )
 from hpo.backends.runpod._backend import RunPodBackend, parse_pod_name, pod_env, pod_name, spot_deadline_seconds
+from hpo.backends.runpod._config import RunPodCompute, RunPodVolume
+from hpo.backends.runpod._in_pod import GRAPHQL_WAY, REST_WAY, end_pod, in_pod, terminate_self
+from hpo.backends.runpod._plugin import PLUGIN
 
 __all__ = [
+    "GRAPHQL_WAY",
+    "PLUGIN",
+    "REST_WAY",
     "CandidateRefusedError",
     "GpuPrice",
     "GraphQLGoneError",
@@ -21,9 +35,14 @@ __all__ = [
     "PodRequest",
     "RunPodApi",
     "RunPodBackend",
+    "RunPodCompute",
+    "RunPodVolume",
+    "end_pod",
+    "in_pod",
     "is_capacity_message",
     "parse_pod_name",
     "pod_env",
     "pod_name",
     "spot_deadline_seconds",
+    "terminate_self",
 ]

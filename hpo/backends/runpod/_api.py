@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import requests
 from tenacity import (
@@ -278,6 +278,15 @@ class _Junk(ApiError):
     looked up by name for creates). An :class:`ApiError`, so that a caller of
     :func:`pod_from_json` meets the same family as everywhere else.
     """
+
+
+class _ErrorFields(TypedDict):
+    """The keyword arguments of :class:`CloudError` that :meth:`RunPodApi._error` passes to each subclass."""
+
+    method: str
+    path: str
+    status: int | None
+    detail: str
 
 
 # Pods a listing skipped, statuses read as live, fields read as unknown: warned about once each per process,
@@ -1098,7 +1107,7 @@ class RunPodApi:
             )
         status = answer.status
         text = f"{method} {path.split('?', 1)[0]}: {status} {detail}"
-        args = {"method": method, "path": path, "status": status, "detail": detail}
+        args: _ErrorFields = {"method": method, "path": path, "status": status, "detail": detail}
         if status == 401:
             return AuthError(f"{text} (check RUNPOD_API_KEY)", **args)
         if status == 402:

@@ -47,7 +47,7 @@ is RunPod's time at the listing; :meth:`RunPodBackend.provider_now` carries
 the latest such reading forward by the wall time since. A rehearsal's fake
 RunPod runs its clock faster than the wall's, and bills by its own.
 
-Every handle carries what its pod costs (:class:`Billing`): the pod's own
+Every handle carries what its pod costs (:class:`~hpo.workers.Billing`): the pod's own
 ``cost`` and creation time, so the controller meters it from the moment RunPod
 bills it. Prices from RunPod's catalog (cached, or the shipped table when the
 API cannot be reached) serve only where a pod does not state its cost, and to
@@ -63,7 +63,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hpo.backends._base import AttemptRef, Backend, Billing, LaunchRate, WorkerHandle
+from hpo.backends._base import Backend, LaunchRate
 from hpo.backends.runpod._api import (
     CandidateRefusedError,
     GraphQLGoneError,
@@ -72,8 +72,8 @@ from hpo.backends.runpod._api import (
     RunPodApi,
     by_age,
 )
-from hpo.config import RunPodCompute, RunPodVolume
-from hpo.cost._prices import PriceBook, load_price_book, price_cache_file
+from hpo.backends.runpod._config import RunPodCompute, RunPodVolume
+from hpo.cost import PriceBook, load_price_book, price_cache_file
 from hpo.errors import (
     BackendError,
     CapacityError,
@@ -85,6 +85,7 @@ from hpo.errors import (
 )
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
+from hpo.workers import AttemptRef, Billing, WorkerHandle
 
 log = logging.getLogger(__name__)
 

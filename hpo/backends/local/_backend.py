@@ -28,11 +28,12 @@ from pathlib import Path
 
 import psutil
 
-from hpo.backends._base import AttemptRef, Backend, Billing, WorkerHandle
+from hpo.backends._base import Backend
 from hpo.errors import BackendError
 from hpo.journal import default_cache_dir
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
+from hpo.workers import AttemptRef, Billing, WorkerHandle
 
 # Variables a Python process needs to start and find its packages; nothing else
 # of the controller's environment (API keys, S3 secrets) reaches a trial.

@@ -1,4 +1,4 @@
-"""What the agent does differently inside a RunPod pod.
+"""What the agent does differently inside a RunPod pod: the ``runpod`` backend's worker hook.
 
 A pod restarts its container whenever the command exits, so an agent whose
 attempt is over must never just exit: it terminates its own pod with the
@@ -8,19 +8,23 @@ then waits to be killed. If neither works it still waits (a container that
 sleeps bills, but one that exits would run the attempt's objective again;
 the controller terminates the pod on its next poll, and a spot pod's
 ``terminateAfter`` ends it even without a controller).
+
+The agent finds this through the registry (:func:`hpo.backends.worker_hook`):
+:data:`HOOK` applies where RunPod injected ``RUNPOD_POD_ID``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
+import requests
+
+from hpo.backends._plugin import WorkerHook
+from hpo.backends.runpod._api import RunPodApi
 from hpo.errors import CloudError
 
 log = logging.getLogger(__name__)
@@ -29,17 +33,6 @@ log = logging.getLogger(__name__)
 def in_pod(env: Mapping[str, str]) -> bool:
     """True when running in a RunPod pod (RunPod injects ``RUNPOD_POD_ID``)."""
     return bool(env.get("RUNPOD_POD_ID"))
-
-
-def redirect_output(log_path: Path) -> None:
-    """Send this process's stdout and stderr to the attempt's ``log.txt`` on the volume."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
 
 
 def end_pod(
@@ -85,8 +78,6 @@ def terminate_self(
     ``podTerminate`` with the same key (the way older runpodctl ended pods
     from inside). A pod already gone counts as terminated on both.
     """
-    from hpo.backends.runpod import RunPodApi  # only pods need requests and the client
-
     pod_id = env["RUNPOD_POD_ID"]
     failures: list[str] = []
     try:
@@ -122,8 +113,6 @@ def graphql_terminate(
     tries); RunPod's "pod not found to terminate" means the pod is already
     gone, which is success. Raises :class:`SelfTerminateError` on a refusal.
     """
-    import requests  # only pods need it
-
     key = env.get("RUNPOD_API_KEY", "").strip()
     if not key:
         raise SelfTerminateError("RUNPOD_API_KEY is not set")
@@ -167,3 +156,7 @@ def _graphql_error(response: Any) -> str | None:
     if response.status_code != 200:
         return f"HTTP {response.status_code}"
     return None
+
+
+HOOK = WorkerHook(applies=in_pod, end=end_pod, log_to_volume=True)
+"""In a pod: the agent logs to the attempt's ``log.txt`` on the volume, and ends the pod when the attempt is over."""
