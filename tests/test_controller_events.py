@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optuna.trial import TrialState
-
 from controller_harness import Seam
+from optuna.trial import TrialState
 
 MEDIAN = "{type: median, n_startup_trials: 1, n_warmup_steps: 0}"
 
 
-def _trial(seam: Seam, number: int):  # noqa: ANN202  a FrozenTrial
+def _trial(seam: Seam, number: int):
     assert seam.controller.study is not None
     return seam.controller.study.get_trials(deepcopy=False)[number]
 
@@ -59,7 +58,7 @@ def test_every_report_of_a_batch_reaches_the_study_before_the_pruner_is_asked_on
     assert seam.backend.terminated == ["w1"]  # its worker stopped in the same poll
     control = seam.volume.read_json(seam.layout.control(1))
     assert control["action"] == "prune" and control["step"] == 3 and control["attempt"] == 0
-    assert control["events_read"] == (Path(seam.volume.address) / seam.layout.events(1, 0)).stat().st_size
+    assert control["events_read"] == seam.volume.size(seam.layout.events(1, 0))
 
 
 def test_a_trial_at_its_last_step_is_left_to_finish_not_pruned(tmp_path: Path) -> None:

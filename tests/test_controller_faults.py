@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from controller_harness import Seam
 from optuna.trial import TrialState
 
-from controller_harness import Seam
 from hpo.backends import AttemptRef, Billing, WorkerHandle
-from hpo.controller._controller import STRAY_GRACE
+from hpo.controller._fleet import STRAY_GRACE
 from hpo.errors import ApiUnavailableError, AuthError, JournalFencedError, LaunchUnknownError
 from hpo.journal import open_storage
 
@@ -23,7 +23,7 @@ def _states(seam: Seam) -> list[TrialState]:
     return [t.state for t in seam.controller.study.get_trials(deepcopy=False)]
 
 
-def _trial(seam: Seam, number: int):  # noqa: ANN202  a FrozenTrial
+def _trial(seam: Seam, number: int):
     assert seam.controller.study is not None
     return seam.controller.study.get_trials(deepcopy=False)[number]
 
@@ -129,7 +129,7 @@ def test_a_second_worker_of_one_attempt_is_metered_and_terminated_the_oldest_goe
     seam.controller.cycle()
     assert seam.backend.terminated == ["w-twin"]
     assert AttemptRef(0, 0) in seam.backend.alive  # the first one was left alone
-    bills = {bill.worker: bill for bill in seam.controller.meter.bills(0)}
+    bills = {bill.worker: bill for bill in seam.controller.costs.meter.bills(0)}
     assert set(bills) == {"w0", "w-twin"} and bills["w-twin"].usd_per_hr == 0.5
     seam.clock.sleep(10)
     seam.controller.cycle()  # the twin is gone from the listing: its bill closes there
@@ -160,7 +160,7 @@ def test_trials_failing_with_the_same_error_stop_the_launching(tmp_path: Path) -
     assert seam.controller.launch_stopped is not None
     assert "3 trials in a row failed with the same error" in seam.controller.launch_stopped
     assert "No module named 'nope'" in seam.controller.launch_stopped
-    summary = seam.controller._summary(0.0)
+    summary = seam.controller.summary(0.0)
     assert summary.stopped == seam.controller.launch_stopped and summary.complete == 0
 
 
@@ -229,6 +229,6 @@ def test_a_junk_spec_found_on_adoption_is_written_again(tmp_path: Path, junk: by
     seam.controller.begin()
     seam.controller.cycle()
     good = seam.volume.read_json(seam.layout.spec(0))
-    (Path(seam.volume.address) / seam.layout.spec(0)).write_bytes(junk)  # anyone with the volume may write it
+    seam.volume.write_bytes(seam.layout.spec(0), junk)  # anyone with the volume may write it
     seam.crash_and_restart()
     assert seam.volume.read_json(seam.layout.spec(0)) == good

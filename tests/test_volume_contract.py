@@ -1,7 +1,9 @@
 """The volume contract: every Volume implementation must pass these tests.
 
 The ``volume`` fixture (tests/conftest.py) is parametrized over the
-implementations; a new one (S3) joins by adding a parameter there.
+implementations; a new one (S3) joins by adding a parameter there. The
+in-memory volume the controller tests run on (tests/memory_volume.py) joins
+here, by the module's own ``volume`` fixture below.
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from memory_volume import MemoryVolume
 
 from hpo.errors import VolumeError, VolumeEscapeError, VolumeNotFoundError
 from hpo.volume import DirectoryVolume, Volume
+
+
+@pytest.fixture(params=["directory", "s3", "memory"])
+def volume(request: pytest.FixtureRequest) -> Volume:
+    """The shared fixture's volumes (tests/conftest.py), and the in-memory one of the controller tests."""
+    if request.param == "memory":
+        return MemoryVolume()
+    return request.getfixturevalue("volume")  # the conftest fixture, for the same parameter
 
 
 def test_missing_key_reads_raise_not_found(volume: Volume) -> None:

@@ -1,0 +1,50 @@
+"""Pruning: when the controller asks the study's pruner, and what its verdict writes.
+
+A poll's events of an attempt are one batch. Every report in it reaches the
+study first; a final event the worker already wrote (``done``, ``pruned``,
+``error``) is the trial's verdict whatever the pruner would say of the reports
+before it. Only then, for a trial still running, is the pruner asked, once:
+
+- not when the batch brought no new report (nothing changed);
+- not while the trial is stopping for the budget (its worker is going anyway);
+- not while its event file's tail is ``behind`` (the rest of the batch comes next
+  poll, and may hold a verdict);
+- not at or past the last step (pruning a trial about to finish saves nothing
+  and discards a result).
+
+A prune is told to the study and flushed before it acts on the world: the
+order written to the trial's ``control.json`` records how far the decision
+had read the attempt's events, and the worker is terminated in the same poll.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from hpo.controller._runs import TrialRun
+
+
+def may_ask(run: TrialRun, new_reports: int, max_step: int) -> bool:
+    """True if the pruner may be asked about ``run`` after a batch that brought ``new_reports`` reports."""
+    return (
+        new_reports > 0
+        and not run.stopping
+        and not run.tail.behind
+        and run.last_step is not None
+        and run.last_step < max_step
+    )
+
+
+def should_prune(study: optuna.Study, run: TrialRun) -> bool:
+    """The study's pruner's answer for ``run`` at its last reported step."""
+    return optuna.Trial(study, run.trial_id).should_prune()
+
+
+def prune_order(run: TrialRun, step: int) -> dict[str, object]:
+    """The ``control.json`` order that prunes ``run`` at ``step``, with what the decision saw.
+
+    ``events_read`` is the byte of the attempt's event file the decision had
+    read up to (a worker writes on meanwhile): the agent and an audit can tell
+    which reports the pruner judged.
+    """
+    return {"action": "prune", "step": step, "attempt": run.attempt, "events_read": run.tail.offset}
