@@ -101,7 +101,7 @@ from hpo.journal._cache import CacheState, JournalCache, default_cache_dir
 from hpo.journal._epochs import Epoch, JournalView, Marker, Piece, covered_name, markers_in, voided, writer_at
 from hpo.journal._validate import log_problem, parse_logs
 from hpo.layout import StudyLayout
-from hpo.volume import Volume
+from hpo.volume import Volume, open_volume
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,28 @@ class VolumeJournalBackend(BaseJournalBackend):
     def fenced(self) -> bool:
         """True once a flush has found a newer writer: this backend will write nothing more."""
         return self._fenced is not None
+
+    # -- pickling -----------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the volume by its address, as Optuna's ``JournalRedisBackend`` pickles its server by URL.
+
+        Optuna's ``JournalStorage`` pickles (its conformance suite checks it), and
+        an :class:`~hpo.volume.S3Volume` holds a boto3 client, which cannot be
+        pickled; the copy reopens the volume from :attr:`Volume.address` (an S3
+        volume then reads its credentials from the unpickling process's
+        environment, as an agent on a pod does). The rest of the state, the logs
+        read and pending included, is copied as it is: a copy of the writer is
+        the same writer, with the same epoch, so only one of the two may go on
+        writing.
+        """
+        state = self.__dict__.copy()
+        state["_volume"] = self._volume.address
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._volume = open_volume(state["_volume"])
 
     # -- BaseJournalBackend -------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna import Study
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
 from hpo.errors import HpoError, JournalError
@@ -70,7 +71,7 @@ class StudyStorage:
         if self.journal is not None:
             self.journal.flush()
 
-    def load_study(self, name: str) -> optuna.Study | None:
+    def load_study(self, name: str) -> Study | None:  # not optuna.Study: in this class `optuna` is the field
         """The study if it exists in this storage, else None (without creating it)."""
         try:
             return optuna.load_study(study_name=name, storage=self.optuna)
