@@ -31,6 +31,12 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     """
     spec = importlib.util.find_spec("sklearn")
     path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if spec is None:
+        raise ModuleNotFoundError(
+            "the digits_mlp objective reads scikit-learn's digits, and scikit-learn is not installed: "
+            "pip install 'runpod-hpo[examples]'",
+            name="sklearn",
+        )
     if path is None or not path.is_file():  # a future scikit-learn may move it
         from sklearn.datasets import load_digits
 
@@ -53,7 +59,7 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def init_weights(rng: np.random.Generator, sizes: list[int]) -> dict[str, np.ndarray]:
     """He-initialised weights and zero biases for a fully connected net of ``sizes``."""
     weights: dict[str, np.ndarray] = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         weights[f"w{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
         weights[f"b{i}"] = np.zeros(n_out)
     return weights

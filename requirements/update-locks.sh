@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Re-resolve the two lock files (pip-tools' format, `==` pins, no hashes):
-#   requirements/dev.lock  the development environment: pyproject.toml with its `dev` extra
+#   requirements/dev.lock  the development environment: pyproject.toml with its `dev` extra, which
+#                          takes in the `fake`, `examples` and `sdk` extras
 #                          (.ci/run installs with `pip install -c requirements/dev.lock -e '.[dev]'`)
-#   docker/image.lock      the trial image: pyproject.toml's runtime dependencies and F5-TTS's
-#                          (docker/image.in), resolved against the base image's torch
-#                          (docker/base-torch.txt); docker/Dockerfile installs every package with it.
+#   docker/image.lock      the trial image: the agent's dependencies (docker/agent.in, the pod's share
+#                          of pyproject.toml's) and F5-TTS's (docker/image.in), resolved against the
+#                          base image's torch (docker/base-torch.txt); docker/Dockerfile installs every
+#                          package with it. No extra, and none of the controller's own libraries.
 # Needs pip-tools (`pip install pip-tools`) on Python 3.11, Linux x86-64: the interpreter of CI and of the
 # trial image, since markers are evaluated for the machine that resolves.
 # Pins already in a lock are kept while they still fit; `requirements/update-locks.sh --upgrade` (or
@@ -15,12 +17,16 @@ cd "$(dirname "$0")/.."
 
 common=(--strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --newline LF "$@")
 
-pip-compile "${common[@]}" --extra dev --output-file requirements/dev.lock pyproject.toml
+# `dev` names the other extras as `runpod-hpo[fake,examples,sdk]`; pip-compile would pin that as
+# `runpod-hpo @ file:///<this checkout>`. Listing it as "unsafe" (beside pip's defaults, which the option
+# replaces) leaves the project itself a comment line, as pip and setuptools are.
+pip-compile "${common[@]}" --unsafe-package distribute --unsafe-package pip --unsafe-package setuptools \
+    --unsafe-package runpod-hpo --extra dev --output-file requirements/dev.lock pyproject.toml
 # torch is pinned as the release, `torch==2.13.0`, never a build's local label such as `+cpu`:
 # the same pin then matches a local CPU build and PyPI's wheel.
 sed -i -E 's/^(torch==[0-9][0-9.]*)\+[A-Za-z0-9.]+/\1/' requirements/dev.lock
 
-pip-compile "${common[@]}" --output-file docker/image.lock pyproject.toml docker/image.in
+pip-compile "${common[@]}" --output-file docker/image.lock docker/agent.in docker/image.in
 # The base image brings torch, torchaudio, torchvision and their CUDA stack (triton, nvidia-*) as one
 # build; /opt/base-torch.txt pins those in the image. Pinning them here too would ask for PyPI's build.
 awk '

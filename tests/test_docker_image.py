@@ -7,7 +7,10 @@ project's dependencies without a torch reinstall, caches on the volume, the
 agent started by CMD with no ENTRYPOINT, and a build context that leaves out
 .venv, storage and .git. The lock files are read too: every pip install of
 the image uses docker/image.lock, and .ci/run installs from requirements/dev.lock;
-both pin, exactly, what pyproject.toml (and F5-TTS) ask for.
+both pin, exactly, what they are made from: pyproject.toml with its `dev` extra
+for the dev lock; the agent's share of pyproject.toml's dependencies
+(docker/agent.in) and F5-TTS's for the image's, which holds none of the fake
+RunPod API's libraries, the runpod SDK or the controller's own.
 """
 
 from __future__ import annotations
@@ -113,8 +116,8 @@ def test_the_projects_runtime_dependencies_are_installed_without_replacing_the_b
     assert ["pyproject.toml", "README.md", "/opt/runpod-hpo/"] in copies
     assert ["hpo/", "/opt/runpod-hpo/hpo/"] in copies
     runs = [i.args for i in _runs(instructions)]
-    install = next(r for r in runs if "pip install" in r and "/opt/runpod-hpo" in r)
-    assert "[torch]" not in install and "torch" not in install.replace("/opt/runpod-hpo", "")
+    install = next(r for r in runs if any(c[-1:] == ["/opt/runpod-hpo"] for c in _commands(r) if "pip" in c))
+    assert "[" not in install and "torch" not in install.replace("/opt/runpod-hpo", "")  # no extra, no torch
     # The constraints naming the base's torch builds are in force before the first pip install.
     first_pip = next(i.line for i in _runs(instructions) if "pip install" in i.args)
     constraint = next(i for i in instructions if i.keyword == "ENV" and "PIP_CONSTRAINT=" in i.args)
@@ -216,6 +219,7 @@ def test_the_readme_gives_the_build_command_and_explains_cmd() -> None:
 # ---------------------------------------------------------------- lock files
 
 IMAGE_LOCK = REPO / "docker" / "image.lock"
+AGENT_IN = REPO / "docker" / "agent.in"
 DEV_LOCK = REPO / "requirements" / "dev.lock"
 LOCK_IN_IMAGE = "/opt/runpod-hpo/image.lock"
 # The base image's own build of these: the image lock must leave them alone.
@@ -237,8 +241,9 @@ def read_lock(path: Path) -> dict[str, Requirement]:
             continue
         assert not line[0].isspace() and not line.startswith("-"), f"{path.name}:{number}: not a pin: {line!r}"
         req = Requirement(line)
-        [spec] = list(req.specifier) or [None]
-        assert spec is not None and spec.operator == "==", f"{path.name}:{number}: not an exact pin: {line!r}"
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"{path.name}:{number}: not an exact pin: {line!r}"
+        [spec] = specs
         assert "+" not in spec.version and "*" not in spec.version, f"{path.name}:{number}: {line!r}"
         assert not req.url and not req.extras, f"{path.name}:{number}: {line!r}"
         assert _name(req.name) not in pins, f"{path.name}:{number}: {req.name} pinned twice"
@@ -278,35 +283,110 @@ def test_the_command_splitter_keeps_quoted_operators() -> None:
     assert _commands('a "x && y" && b -c \'p; q\' | c') == [["a", "x && y"], ["b", "-c", "p; q"], ["c"]]
 
 
+def _pip_installs(instructions: list[Instruction]) -> list[tuple[int, list[str]]]:
+    """Every ``pip install`` command of the Dockerfile's RUNs: (line of the RUN, words)."""
+    return [
+        (ins.line, words)
+        for ins in _runs(instructions)
+        for words in _commands(ins.args)
+        if "pip" in words and "install" in words
+    ]
+
+
 def test_every_pip_install_in_the_dockerfile_uses_the_image_lock(instructions: list[Instruction]) -> None:
     copies = [(i.line, i.args.split()) for i in instructions if i.keyword == "COPY"]
     [copied_at] = [line for line, args in copies if args == ["docker/image.lock", LOCK_IN_IMAGE]]
-    installs = 0
-    for ins in _runs(instructions):
-        for words in _commands(ins.args):
-            command = " ".join(words)
-            if "pip" not in words or "install" not in words:
-                continue
-            installs += 1
-            assert ins.line > copied_at, f"line {ins.line}: pip install before the lock is copied in"
-            constraints = [words[n + 1] for n, word in enumerate(words[:-1]) if word in ("-c", "--constraint")]
-            constraints += [word.split("=", 1)[1] for word in words if word.startswith("--constraint=")]
-            assert LOCK_IN_IMAGE in constraints, f"line {ins.line}: {command.strip()!r} does not use the lock"
-            assert not [w for w in words if w.startswith(("-U", "--upgrade", "--no-deps", "--force-reinstall"))]
-    assert installs == 2  # F5-TTS and this project
+    installs = _pip_installs(instructions)
+    for line, words in installs:
+        command = " ".join(words)
+        assert line > copied_at, f"line {line}: pip install before the lock is copied in"
+        constraints = [words[n + 1] for n, word in enumerate(words[:-1]) if word in ("-c", "--constraint")]
+        constraints += [word.split("=", 1)[1] for word in words if word.startswith("--constraint=")]
+        assert LOCK_IN_IMAGE in constraints, f"line {line}: {command.strip()!r} does not use the lock"
+        assert not [w for w in words if w.startswith(("-U", "--upgrade", "--force-reinstall"))]
+    # F5-TTS; the agent's dependencies; this project, the only one without its dependencies (the
+    # controller's): whatever it imports in a pod came with the install just before it.
+    assert len(installs) == 3
+    no_deps = [words for _, words in installs if "--no-deps" in words]
+    assert no_deps == [installs[2][1]] and installs[2][1][-1] == "/opt/runpod-hpo"
+    assert installs[1][0] == installs[2][0]  # one RUN: no layer has the project without the agent's libraries
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]
+
+
+def test_the_image_installs_the_agents_share_of_the_projects_dependencies(instructions: list[Instruction]) -> None:
+    agent = _requirement_lines(AGENT_IN)
+    # docker/agent.in holds lines of pyproject.toml's dependencies, verbatim, and no extra.
+    assert agent and set(agent) <= set(_pyproject()["dependencies"])
+    # The Dockerfile installs exactly those (it names them: the build context has no docker/agent.in).
+    _, words = _pip_installs(instructions)[1]
+    named = [w for n, w in enumerate(words) if n > words.index("install") and not w.startswith("-")
+             and words[n - 1] not in ("-c", "--constraint")]
+    assert named == agent
+    # None of the controller's own libraries, none of the extras' (the fake's, the SDK, the examples').
+    names = {_name(Requirement(line).name) for line in agent}
+    assert not names & {"optuna-dashboard", "rich", "pandas", "plotly", "matplotlib", "runpod", "starlette",
+                        "uvicorn", "graphql-core", "jsonschema", "referencing", "scikit-learn"}
 
 
 def test_the_image_lock_pins_what_the_image_installs_and_leaves_the_base_torch_alone() -> None:
     lock = read_lock(IMAGE_LOCK)
     assert not [name for name in lock if name in BASE_PACKAGES or name.startswith("nvidia-")]
     assert "--hash" not in IMAGE_LOCK.read_text()
-    _satisfied(lock, _pyproject()["dependencies"])
-    wanted = [
-        line for line in (REPO / "docker" / "image.in").read_text().splitlines()
-        if line.strip() and not line.startswith(("#", "-"))
-    ]
+    _satisfied(lock, _requirement_lines(AGENT_IN))
+    wanted = _requirement_lines(REPO / "docker" / "image.in")
     assert any(line.startswith("gradio") for line in wanted)  # F5-TTS's list is there
     _satisfied(lock, wanted, skip=BASE_PACKAGES)
+
+
+def read_lock_via(path: Path) -> dict[str, set[str]]:
+    """Each pin's ``# via`` sources (pip-tools' annotations): package names, or ``-r FILE``."""
+    via: dict[str, set[str]] = {}
+    current = ""
+    for line in path.read_text().splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            current = _name(Requirement(line).name)
+            via[current] = set()
+        elif current and line.strip().startswith("#"):
+            text = line.strip().lstrip("#").strip()
+            text = text.removeprefix("via").strip()
+            if text:
+                via[current].add(text if text.startswith("-r ") else _name(text.split(" (")[0]))
+        elif not line.strip():
+            current = ""
+    return via
+
+
+# Never in the image: the fake RunPod API's libraries, the runpod SDK, the controller's dashboard and plots.
+NOT_IN_IMAGE = ("graphql-core", "jsonschema", "referencing", "runpod", "optuna-dashboard", "bottle", "plotly")
+# In the image only because F5-TTS asks for them (gradio: a web UI on FastAPI; librosa: scikit-learn).
+F5_TTS_ONLY = ("starlette", "uvicorn", "fastapi", "scikit-learn")
+
+
+def test_the_image_lock_has_none_of_the_fakes_or_the_controllers_libraries() -> None:
+    lock = read_lock(IMAGE_LOCK)
+    via = read_lock_via(IMAGE_LOCK)
+    assert set(via) == set(lock)
+    assert not [name for name in NOT_IN_IMAGE if name in lock]
+    assert not any("runpod-hpo" in sources or "pyproject.toml" in " ".join(sources) for sources in via.values())
+    # What the agent's requirements bring, followed down the lock's `via` annotations.
+    needed_by: dict[str, set[str]] = {}
+    for name, sources in via.items():
+        for source in sources:
+            needed_by.setdefault(source, set()).add(name)
+    reached, todo = set(), list(needed_by["-r docker/agent.in"])
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(needed_by.get(name, ()))
+    assert {"optuna", "boto3", "requests", "pydantic", "sqlalchemy"} <= reached
+    assert not reached & set(NOT_IN_IMAGE + F5_TTS_ONLY)
+    for name in F5_TTS_ONLY:
+        assert name not in lock or not via[name] & {"-r docker/agent.in"}
 
 
 def test_the_image_lock_is_resolved_for_the_base_images_torch(instructions: list[Instruction]) -> None:
@@ -319,10 +399,31 @@ def test_the_image_lock_is_resolved_for_the_base_images_torch(instructions: list
     assert env_values(instructions)["F5_TTS_COMMIT"] == F5_TTS_COMMIT
 
 
+def _with_extras(extras: list[str]) -> list[str]:
+    """pyproject.toml's dependencies with those of ``extras``, an extra naming others (``runpod-hpo[a,b]``)
+    replaced by theirs."""
+    project = _pyproject()
+    wanted, todo, seen = list(project["dependencies"]), list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for text in project["optional-dependencies"][extra]:
+            req = Requirement(text)
+            if _name(req.name) == _name(project["name"]):
+                todo.extend(req.extras)
+            else:
+                wanted.append(text)
+    return wanted
+
+
 def test_the_dev_lock_pins_the_readmes_install_and_ci_installs_from_it() -> None:
     lock = read_lock(DEV_LOCK)
-    project = _pyproject()
-    _satisfied(lock, project["dependencies"] + project["optional-dependencies"]["dev"])
+    assert "runpod-hpo" not in lock  # the project itself is installed from the checkout, never pinned
+    wanted = _with_extras(["dev"])
+    assert {"starlette", "scikit-learn", "runpod", "mypy", "ruff"} <= {_name(Requirement(w).name) for w in wanted}
+    _satisfied(lock, wanted)
     assert str(lock["torch"].specifier) == "==2.13.0"  # the release, never a local build's label
     assert "--hash" not in DEV_LOCK.read_text()
     ci = (REPO / ".ci" / "run").read_text()
@@ -334,5 +435,5 @@ def test_the_dev_lock_pins_the_readmes_install_and_ci_installs_from_it() -> None
 def test_the_locks_are_remade_by_one_script() -> None:
     script = (REPO / "requirements" / "update-locks.sh").read_text()
     assert "--output-file requirements/dev.lock pyproject.toml" in script
-    assert "--output-file docker/image.lock pyproject.toml docker/image.in" in script
+    assert "--output-file docker/image.lock docker/agent.in docker/image.in" in script
     assert "--strip-extras" in script and "--generate-hashes" not in script

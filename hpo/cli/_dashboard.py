@@ -8,7 +8,6 @@ import sys
 from types import FrameType
 
 from hpo.cli._common import add_study_arguments, study_from_args
-from hpo.dashboard import serve_dashboard
 
 
 def _port(text: str) -> int:
@@ -38,6 +37,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def dashboard(args: argparse.Namespace) -> int:
+    # Here, not at the top: optuna-dashboard imports Optuna's importance module, which loads
+    # scikit-learn (and SciPy) wherever they are installed, and no other command needs any of it.
+    from hpo.dashboard import serve_dashboard
+
     config = study_from_args(args)
 
     def ready(url: str) -> None:

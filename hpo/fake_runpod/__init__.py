@@ -48,8 +48,20 @@ from hpo.fake_runpod._catalog import (
     GpuType,
 )
 from hpo.fake_runpod._processes import INHERITED_ENV_NAMES
-from hpo.fake_runpod._server import FakeRunPod
 from hpo.fake_runpod._state import FAULT_KINDS, FakePodView, PodRequest
+
+# The server's libraries (starlette, uvicorn, graphql-core, jsonschema, referencing) are the `fake` extra
+# of pyproject.toml, not the project's own dependencies: without them, say which extra to install.
+try:
+    from hpo.fake_runpod._server import FakeRunPod
+except ModuleNotFoundError as exc:
+    if exc.name is None or exc.name.partition(".")[0] == "hpo":
+        raise
+    raise ModuleNotFoundError(
+        f"the fake RunPod API needs runpod-hpo's `fake` extra (no module named {exc.name!r}): "
+        "pip install 'runpod-hpo[fake]' (in a checkout: pip install -e '.[fake]', or '.[dev]')",
+        name=exc.name,
+    ) from None
 
 __all__ = [
     "FAULT_KINDS",
