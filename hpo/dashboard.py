@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-import optuna_dashboard  # type: ignore[import-untyped]  # ships no type hints
+import optuna_dashboard  # ships no type hints: ignore_missing_imports in pyproject.toml
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection

@@ -210,7 +210,7 @@ Event = Annotated[
     | DoneEvent | PrunedEvent | ErrorEvent | PreemptedEvent | StoppedEvent | InterruptedEvent,
     Field(discriminator="type"),
 ]
-_EVENT = TypeAdapter(Event)
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 #: Events after which an attempt has nothing more to say.
 FINAL_TYPES = frozenset({"done", "pruned", "error", "preempted", "stopped", "interrupted"})

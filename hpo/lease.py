@@ -78,7 +78,7 @@ def parse_holder(raw: Any, now: float, ttl: float) -> LeaseHolder:
         ttl: This controller's lease TTL: a lease may claim at most ``now + ttl + MAX_LEASE_AHEAD``.
     """
     if not isinstance(raw, dict):
-        raise ValueError("not a JSON object")  # noqa: TRY004  one error type for every way a lease is junk
+        raise ValueError("not a JSON object")
     holder_id, host, pid, expires = raw.get("id"), raw.get("host"), raw.get("pid"), raw.get("expires_at")
     if not isinstance(holder_id, str) or not 0 < len(holder_id) <= MAX_ID_CHARS:
         raise ValueError(f"'id' must be a string of 1 to {MAX_ID_CHARS} characters")

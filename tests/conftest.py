@@ -32,9 +32,9 @@ def volume(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
     if request.param == "directory":
         return DirectoryVolume(tmp_path / "volume")
     if request.param == "s3":
-        from hpo.volume import S3Volume
-
         from s3_server import CREDENTIALS_ENV, make_bucket
+
+        from hpo.volume import S3Volume
 
         endpoint = request.getfixturevalue("moto_s3")  # started only when an S3 test runs
         for name, value in CREDENTIALS_ENV.items():

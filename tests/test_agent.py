@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 from hpo.agent import AttemptAddress, run_attempt
 from hpo.errors import ObjectiveError
 from hpo.events import DoneEvent, drain, encode_event
 from hpo.spec import TrialSpec
 from hpo.volume import DirectoryVolume
-
-from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 OBJECTIVES = {
     "good": """

@@ -11,16 +11,14 @@ and cleans up. Driven over the scripted backend of tests/controller_harness.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from optuna.trial import TrialState
-
 from controller_harness import Seam
+from optuna.trial import TrialState
+from studyfiles import hpo_in_process
+
 from hpo.agent._trial import AgentTrial
 from hpo.backends import AttemptRef
 from hpo.spec import TrialSpec
@@ -65,7 +63,7 @@ def test_the_agent_refuses_a_reserved_key_with_a_clear_message(tmp_path: Path, k
 
 @pytest.mark.parametrize("value", ["x", -1, [1]], ids=repr)
 def test_status_report_and_cleanup_read_junk_a_study_already_holds(tmp_path: Path, value: Any) -> None:
-    seam = Seam(tmp_path, trials=1)
+    seam = Seam(tmp_path, trials=1, volume="directory")  # the commands read the study's folder
     seam.controller.begin()
     seam.controller.cycle()
     storage = seam.controller.storage
@@ -74,13 +72,11 @@ def test_status_report_and_cleanup_read_junk_a_study_already_holds(tmp_path: Pat
         storage.optuna.set_trial_user_attr(trial_id, key, value)
     storage.flush()
 
-    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "reader-cache")}
+    env = {"HPO_CACHE_DIR": str(tmp_path / "reader-cache")}
     studies = str(tmp_path / "studies.yaml")
     for command in (["status", "--json"], ["report", "--json", "--out", str(tmp_path / "report")], ["cleanup", "--dry-run"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "hpo", *command, "--study", "seam", "--studies", studies],
-            capture_output=True, text=True, env=env, timeout=180,
-        )
+        # The command line in this process (hpo.cli.main): an exception a command let through would fail the test.
+        result = hpo_in_process(*command, "--study", "seam", "--studies", studies, env=env)
         assert "Traceback" not in result.stderr, (command, result.stderr)
         assert result.returncode == 0, (command, result.stderr)
         if "--json" in command:

@@ -5,9 +5,10 @@ segment, lease.json, launch.json, spec.json, control.json, a checkpoint, a
 symlink), and what must come of it: a one-line warning or error naming the
 file, never a traceback, and the study's other data intact. Each row names a
 driver that plants the input and plays the reader that meets it (the
-controller over tests/controller_harness.py, ``python -m hpo status`` as a
-subprocess, the lease, the agent's trial); the row's ``expect`` is a phrase
-the one line must hold besides the file's key.
+controller over tests/controller_harness.py, ``hpo status`` (in this process,
+as ``hpo.cli.main``; one row as a ``python -m hpo`` subprocess, the real entry
+point), the lease, the agent's trial); the row's ``expect`` is a phrase the
+one line must hold besides the file's key.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import optuna
 import pytest
 from controller_harness import Seam
 from optuna.trial import TrialState
+from studyfiles import hpo_in_process
 
 from hpo import events as events_module
 from hpo.agent._checkpoint import encode_checkpoint
@@ -34,6 +36,7 @@ from hpo.agent._trial import AgentTrial
 from hpo.errors import HpoError, JournalError, LeaseError, VolumeError, VolumeEscapeError
 from hpo.journal import open_storage
 from hpo.lease import Lease
+from hpo.records import read_control_order
 from hpo.spec import TrialSpec
 from hpo.status import study_rows
 from hpo.volume import DirectoryVolume
@@ -109,7 +112,7 @@ CASES = [
            "distribution": "{\"name\": \"Nope\"}"}),
         "not a distribution",
     ),
-    Case("journal-not-json", "journal-cli", b"{\"op_code\": ", "corrupt journal segment"),
+    Case("journal-not-json", "journal-entry-point", b"{\"op_code\": ", "corrupt journal segment"),
     # -- Optuna's replay raising on a log of the right shape: one JournalError naming the study -----------
     Case("journal-replay-raises", "journal-replay", j({"op_code": 4, "worker_id": "w", "study_id": 0}), "cannot replay"),
     # -- a local journal cache holding a line that is no log: rebuilt from the volume, nothing lost -------
@@ -173,7 +176,7 @@ def warnings_about(caplog: pytest.LogCaptureFixture, key: str) -> list[str]:
 
 def started(tmp_path: Path) -> Seam:
     """A study with two running trials; trial 1 has reported a value (the data that must stay intact)."""
-    seam = Seam(tmp_path, trials=2, concurrency=2)
+    seam = Seam(tmp_path, trials=2, concurrency=2, volume="directory")  # the test writes and patches files
     seam.controller.begin()
     seam.controller.cycle()
     seam.reports(1, {1: 0.5})
@@ -223,11 +226,14 @@ def drive_event(case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture, mo
     assert trial_values(seam) == {0: (TrialState.RUNNING, {1: 0.25}), 1: (TrialState.RUNNING, {1: 0.5})}
 
 
-def hpo_status(tmp_path: Path, cache: str) -> subprocess.CompletedProcess[str]:
+def hpo_status(tmp_path: Path, cache: str, *, subprocess_: bool = False) -> subprocess.CompletedProcess[str]:
+    """``hpo status`` on the seam's study: in this process, or as ``python -m hpo`` with ``subprocess_``."""
+    args = ("status", "--study", "seam", "--studies", str(tmp_path / "studies.yaml"))
+    if not subprocess_:
+        return hpo_in_process(*args, env={"HPO_CACHE_DIR": str(tmp_path / cache)})
     env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / cache)}
     return subprocess.run(
-        [sys.executable, "-m", "hpo", "status", "--study", "seam", "--studies", str(tmp_path / "studies.yaml")],
-        capture_output=True, text=True, env=env, timeout=180, check=False,
+        [sys.executable, "-m", "hpo", *args], capture_output=True, text=True, env=env, timeout=180, check=False,
     )
 
 
@@ -265,7 +271,7 @@ def drive_journal(case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture, 
         one_line(str(info.value))
         assert case.expect in str(info.value) and "'seam'" in str(info.value)
         return
-    result = hpo_status(tmp_path, "fresh-cache")
+    result = hpo_status(tmp_path, "fresh-cache", subprocess_=case.driver == "journal-entry-point")
     assert result.returncode == 1, result
     assert result.stdout == ""
     one_line(result.stderr)
@@ -277,8 +283,7 @@ def drive_lease(case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture, mo
     volume = DirectoryVolume(tmp_path / "vol")
     key = "hpo/seam/lease.json"
     volume.write_bytes(key, case.data)
-    clock = lambda: NOW
-    lease = Lease(volume, "seam", clock=clock, sleep=lambda s: None, settle=0.0)
+    lease = Lease(volume, "seam", clock=lambda: NOW, sleep=lambda s: None, settle=0.0)
     if case.driver == "lease-live":
         with pytest.raises(LeaseError) as info:
             lease.acquire()
@@ -329,7 +334,7 @@ def drive_control(case: Case, tmp_path: Path, caplog: pytest.LogCaptureFixture, 
     key = seam.layout.control(0)
     seam.volume.write_bytes(key, case.data)
     with caplog.at_level(logging.WARNING):
-        assert seam.controller._read_control(0) is None
+        assert read_control_order(seam.volume, key) is None
         controller = seam.crash_and_restart()  # adoption reads control.json too
         seam.reports(0, {1: 0.25})
         controller.cycle()
@@ -406,6 +411,7 @@ DRIVERS: dict[str, Callable[[Case, Path, pytest.LogCaptureFixture, pytest.Monkey
     "event-flood": drive_event,
     "event-long-line": drive_event,
     "journal-cli": drive_journal,
+    "journal-entry-point": drive_journal,
     "journal-replay": drive_journal,
     "journal-cache": drive_journal,
     "lease-invalid": drive_lease,

@@ -18,14 +18,14 @@ import sys
 from typing import Any
 
 import pytest
-
 from fake_runpod_support.processes import wait_no_pod_processes
-from hpo.fake_runpod import FAULT_KINDS, FakeRunPod
 from studyfiles import REPO, wait_for
 from test_fake_runpod import api, create, fake, fake_options, volume_dir  # noqa: F401  (fixtures reused)
 
+from hpo.fake_runpod import FAULT_KINDS, FakeRunPod
+
 sys.path.insert(0, str(REPO / "benchmarks"))
-from _chaos_plan import CONTROLLER_KILL, Plan, make_plan  # noqa: E402
+from _chaos_plan import CONTROLLER_KILL, Plan, make_plan
 
 CHAOS = REPO / "benchmarks" / "chaos.py"
 
@@ -69,12 +69,12 @@ def test_kill_sigkills_the_container_and_runpod_restarts_it(fake: FakeRunPod) ->
     pod = create(fake)
     assert fake_control(fake, f"/_fake/pods/{pod['id']}/kill", {}, expect=409)  # still provisioning: nothing to kill
     fake.wait_for(pod["id"], "RUNNING")
-    wait_for(lambda: fake.pod(pod["id"]).pid is not None, 10, "the container to start")
+    wait_for(lambda: fake.pod(pod["id"]).pid is not None, 60, "the container to start")
     first = fake.pod(pod["id"]).pid
     killed = fake_control(fake, f"/_fake/pods/{pod['id']}/kill", {})
     assert killed["status"] == "RUNNING" and killed["exit_codes"] == [-9] and killed["pid"] is None
     fake.advance(20)  # the restart delay
-    wait_for(lambda: fake.pod(pod["id"]).pid not in (None, first), 10, "the container to be restarted")
+    wait_for(lambda: fake.pod(pod["id"]).pid not in (None, first), 60, "the container to be restarted")
     assert fake.pod(pod["id"]).restarts == 1
     assert fake_control(fake, "/_fake/pods/nosuchpod/kill", {}, expect=404)
     fake.terminate(pod["id"])

@@ -108,7 +108,8 @@ def _free_port() -> int:
 def test_an_unreachable_s3_api_is_a_failure(fake: FakeRunPod, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_S3_ACCESS_KEY", "user_test")
     monkeypatch.setenv("RUNPOD_S3_SECRET_KEY", "rps_test")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    # One try: a refused connection is the answer at once, not after ten backed-off retries (~25 s).
+    monkeypatch.setattr("hpo.volume._s3.MAX_ATTEMPTS", 1)
     endpoint = f"http://127.0.0.1:{_free_port()}/"
     studies = _studies(project, ("data_center: EU-RO-1, local_path: storage", f"data_center: EU-RO-1, endpoint: '{endpoint}'"))
     checks = _by_check(check_file(studies, "pods"))

@@ -1,4 +1,9 @@
-"""The command line as a user meets it: help, exit codes, one-line errors, JSON, no leaked secrets."""
+"""The command line as a user meets it: help, exit codes, one-line errors, JSON, no leaked secrets.
+
+``hpo`` runs ``python -m hpo`` in a subprocess, the real entry point; ``hpo_in_process`` calls
+``hpo.cli.main`` in the test's process with the same answer (exit code, stdout, stderr with log
+lines), for tests of messages and exit codes that need no interpreter start of their own.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from studyfiles import hpo_in_process, make_workspace
 
 from hpo.backends import AttemptRef
 from hpo.backends.local import worker_env
-
-from studyfiles import make_workspace
 
 SECRET = "rpa_TOPSECRET0123456789"
 
@@ -28,12 +32,12 @@ def test_help_lists_the_commands() -> None:
     result = hpo("--help")
     assert result.returncode == 0
     assert "run" in result.stdout and "status" in result.stdout
-    assert hpo("run", "--help").returncode == 0
+    assert hpo_in_process("run", "--help").returncode == 0
 
 
 def test_unknown_study_is_one_line_on_stderr_with_exit_code_2(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path)
-    result = hpo("status", "--study", "stedy", "--studies", str(studies))
+    result = hpo_in_process("status", "--study", "stedy", "--studies", str(studies))
     assert result.returncode == 2
     assert result.stdout == ""
     assert "unknown study 'stedy'" in result.stderr and "did you mean 'steady'" in result.stderr
@@ -44,26 +48,26 @@ def test_unknown_study_is_one_line_on_stderr_with_exit_code_2(tmp_path: Path) ->
 def test_malformed_studies_file_names_file_study_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "studies.yaml"
     bad.write_text("studies:\n  demo:\n    objective: digits_mlp\n    search_space: {x: {type: flaot, low: 0, high: 1}}\n")
-    result = hpo("run", "--study", "demo", "--studies", str(bad))
+    result = hpo_in_process("run", "--study", "demo", "--studies", str(bad))
     assert result.returncode == 2
     assert "studies.yaml" in result.stderr and "'demo'" in result.stderr and "search_space.x.type" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_missing_studies_file(tmp_path: Path) -> None:
-    result = hpo("run", "--study", "demo", "--studies", str(tmp_path / "nope.yaml"))
+    result = hpo_in_process("run", "--study", "demo", "--studies", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "nope.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_status_before_the_first_run(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path)
-    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
-    result = hpo("status", "--study", "steady", "--studies", str(studies), env=env)
+    env = {"HPO_CACHE_DIR": str(tmp_path / "cache")}
+    result = hpo_in_process("status", "--study", "steady", "--studies", str(studies), env=env)
     assert result.returncode == 0 and "not started" in result.stdout
 
 
-@pytest.mark.slow
 def test_run_json_then_status_and_no_secret_reaches_volume_logs_or_cache(tmp_path: Path) -> None:
+    """The fast suite's `hpo run` end to end: the real entry point, real trial processes, a few seconds."""
     studies = make_workspace(tmp_path / "project", trials=3, concurrency=2, max_step=3, pace=0.0)
     env = {
         **os.environ,
@@ -77,13 +81,13 @@ def test_run_json_then_status_and_no_secret_reaches_volume_logs_or_cache(tmp_pat
     summary = json.loads(run.stdout)
     assert summary["complete"] == 3 and summary["failed"] == 0 and summary["best_trial"] is not None
 
-    status = hpo("status", "--study", "steady", "--studies", str(studies), "--json", env=env)
+    status = hpo_in_process("status", "--study", "steady", "--studies", str(studies), "--json", env=env)
     assert status.returncode == 0, status.stderr
     trials = json.loads(status.stdout)["trials"]
     assert [t["state"] for t in trials] == ["complete"] * 3
     assert all(t["last_step"] == 3 and t["attempts"] == 1 for t in trials)
 
-    table = hpo("status", "--study", "steady", "--studies", str(studies), env=env)
+    table = hpo_in_process("status", "--study", "steady", "--studies", str(studies), env=env)
     assert table.returncode == 0 and "complete" in table.stdout and "best: trial" in table.stdout
 
     for root in (tmp_path / "project" / "storage", tmp_path / "cache"):
@@ -111,12 +115,13 @@ def test_a_trial_process_gets_only_what_the_agent_needs(monkeypatch: pytest.Monk
 def test_an_objective_module_that_does_not_exist_is_named_before_any_trial(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path)
     studies.write_text(studies.read_text().replace("objective: steady", "objective: steddy"))
-    result = hpo("run", "--study", "steady", "--studies", str(studies), env={**os.environ, "HPO_CACHE_DIR": str(tmp_path / "c")})
+    result = hpo_in_process("run", "--study", "steady", "--studies", str(studies), env={"HPO_CACHE_DIR": str(tmp_path / "c")})
     assert result.returncode == 2
     assert "study 'steady': key 'objective'" in result.stderr and "did you mean 'steady'?" in result.stderr
     assert not (tmp_path / "storage" / "hpo").exists()
 
 
+@pytest.mark.slow  # a whole `hpo run` with real trial processes
 def test_a_run_whose_trials_all_fail_exits_1_and_stops_repeating_the_same_error(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path, trials=8, concurrency=1)
     (tmp_path / "objectives" / "broken.py").write_text("import nonexistent_package_xyz  # the import fails in the trial\n")
@@ -130,5 +135,5 @@ def test_a_run_whose_trials_all_fail_exits_1_and_stops_repeating_the_same_error(
     assert "nonexistent_package_xyz" in summary["stopped"]  # which import failed, not "module not found"
     assert "Traceback" not in result.stderr
 
-    status = hpo("status", "--study", "steady", "--studies", str(studies), "--json", env=env)
+    status = hpo_in_process("status", "--study", "steady", "--studies", str(studies), "--json", env=env)
     assert "nonexistent_package_xyz" in status.stdout

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,7 @@ import requests
 from studyfiles import (
     count_events,
     fake_runpod_for,
+    hpo_in_process,
     load_trials,
     make_workspace,
     study_config,
@@ -174,9 +172,8 @@ def test_costs_on_the_fake_match_its_bill_to_the_second(fake: FakeRunPod, projec
         assert attrs["cost_usd"] > 0 and abs(attrs["gpu_seconds"] - costs[trial.number].gpu_seconds) < 60.0
 
     # hpo status adds it up the same way.
-    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "status-cache")}
-    status = subprocess.run(check=False, args=[sys.executable, "-m", "hpo", "status", "--study", "pods", "--studies", str(studies), "--json"],
-                            capture_output=True, text=True, env=env, timeout=60)
+    status = hpo_in_process("status", "--study", "pods", "--studies", str(studies), "--json",
+                            env={"HPO_CACHE_DIR": str(tmp_path / "status-cache")})
     assert status.returncode == 0, status.stderr
     spend = json.loads(status.stdout)["spend"]
     assert spend["usd"] == pytest.approx(sum(p.billed_usd for p in pods.values()), rel=1e-9)

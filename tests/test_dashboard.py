@@ -142,8 +142,9 @@ def legend(page: Page) -> list[str]:
 # -- in the browser ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # headless Chromium
 def test_the_page_shows_the_study_its_plots_and_trials_added_later(
-    tmp_path: Path, chromium_page: Page  # noqa: F811 (the fixture imported above)
+    tmp_path: Path, chromium_page: Page
 ) -> None:
     page = chromium_page
     config = load_study(write_studies(tmp_path), STUDY)
@@ -367,7 +368,7 @@ def test_the_command_serves_the_dashboard_until_stopped(tmp_path: Path, stop: si
     reader = threading.Thread(target=_read_lines, args=(process.stderr, lines), daemon=True)
     reader.start()
     try:
-        first = lines.get(timeout=30)  # the URL line comes first: the study exists, so nothing to warn about
+        first = lines.get(timeout=120)  # the URL line comes first: the study exists, so nothing to warn about
         match = re.fullmatch(r"hpo: dashboard of study 'dash' at (http://127\.0\.0\.1:\d+/dashboard/) \(Ctrl-C to stop\)\n", first)
         assert match, first
         url = match.group(1)
@@ -378,7 +379,7 @@ def test_the_command_serves_the_dashboard_until_stopped(tmp_path: Path, stop: si
     finally:
         process.send_signal(stop)
         try:
-            code = process.wait(timeout=10)
+            code = process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             raise

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from hooked_volume import HookedVolume
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from hpo.errors import JournalError, JournalFencedError
-from hpo.journal import VolumeJournalBackend, open_storage
-from hpo.journal import _epochs
+from hpo.journal import VolumeJournalBackend, _epochs, open_storage
 from hpo.layout import StudyLayout
 from hpo.volume import DirectoryVolume, ObjectInfo, Volume
-
-from hooked_volume import HookedVolume
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -495,7 +494,7 @@ def test_a_cache_sidecar_from_an_older_version_is_rebuilt(tmp_path: Path) -> Non
     _put(writer, "x0")
     meta = next((tmp_path / "old").glob("*/s.journal.meta.json"))
     meta.write_text(
-        '{"volume": "%s", "logs": 1, "bytes": 14, "last_segment": "x", "last_segment_size": 14}' % journals.volume.url
+        json.dumps({"volume": journals.volume.url, "logs": 1, "bytes": 14, "last_segment": "x", "last_segment_size": 14})
     )
     again = journals.reader("old")
     assert again.segment_reads == 1 and _seen(again.read_logs(0)) == ["x0"]

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hooked_volume import HookedVolume
 
 from hpo.errors import JournalFencedError, LeaseError
 from hpo.journal import StudyStorage, open_storage
 from hpo.lease import Lease
 from hpo.volume import Volume
-
-from hooked_volume import HookedVolume
 
 
 class FakeClock:

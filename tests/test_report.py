@@ -17,7 +17,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 from PIL import Image
-from studyfiles import REPO, make_workspace, study_config, study_volume
+from studyfiles import REPO, hpo_in_process, make_workspace, study_config, study_volume
 
 from hpo.controller import build_controller
 from hpo.cost import PRICES_ATTR, fallback_book
@@ -156,14 +156,10 @@ def test_savings_skip_trials_pruned_with_nothing_run() -> None:
 # ---------------------------------------------------------------------- the command
 
 
-def hpo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(check=False, args=[sys.executable, "-m", "hpo", *args], capture_output=True, text=True, env=env, timeout=120)
-
-
 def test_a_study_not_run_or_without_trials_is_a_clear_message(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "ws")
-    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
-    result = hpo("report", "--study", "steady", "--studies", str(studies), env=env)
+    env = {"HPO_CACHE_DIR": str(tmp_path / "cache")}
+    result = hpo_in_process("report", "--study", "steady", "--studies", str(studies), env=env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "has not been run yet" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -171,7 +167,7 @@ def test_a_study_not_run_or_without_trials_is_a_clear_message(tmp_path: Path) ->
     storage = open_storage(study_volume(config), config.name, writer=True, cache_dir=tmp_path / "writer")
     optuna.create_study(study_name=config.name, storage=storage.optuna)
     storage.flush()
-    result = hpo("report", "--study", "steady", "--studies", str(studies), env=env)
+    result = hpo_in_process("report", "--study", "steady", "--studies", str(studies), env=env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "has no trials yet" in result.stderr
 
@@ -180,8 +176,9 @@ def test_a_study_not_run_or_without_trials_is_a_clear_message(tmp_path: Path) ->
 def test_a_study_of_failed_trials_reports_them_without_a_front(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "ws", max_step=3, trials=1, concurrency=1, fail_trial=0, pace=0.01)
     build_controller(study_config(studies, "steady"), cache_dir=tmp_path / "cache").run()
-    env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "cache")}
-    result = hpo("report", "--study", "steady", "--studies", str(studies), "--out", str(tmp_path / "out"), env=env)
+    env = {"HPO_CACHE_DIR": str(tmp_path / "cache")}
+    result = hpo_in_process("report", "--study", "steady", "--studies", str(studies), "--out", str(tmp_path / "out"),
+                            env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "no complete or pruned trial with a cost yet (1 fail): no Pareto front" in result.stderr
@@ -227,8 +224,7 @@ def test_hpo_report_after_a_small_demo_run_draws_the_front(tmp_path: Path) -> No
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr
 
-    result = subprocess.run(check=False, args=[sys.executable, "-m", "hpo", "report", "--study", "demo"], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = hpo_in_process("report", "--study", "demo", cwd=project, env=env)  # `hpo run` above was the real entry point
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     out = project / "reports" / "demo"
@@ -254,9 +250,7 @@ def test_hpo_report_after_a_small_demo_run_draws_the_front(tmp_path: Path) -> No
     red = (np.abs(pixels - np.array([0xD6, 0x27, 0x28])).sum(axis=1) < 60).sum()
     assert red > 200
 
-    as_json = json.loads(subprocess.run(
-        check=False, args=[sys.executable, "-m", "hpo", "report", "--study", "demo", "--json"], cwd=project, env=env,
-        capture_output=True, text=True, timeout=120).stdout)
+    as_json = json.loads(hpo_in_process("report", "--study", "demo", "--json", cwd=project, env=env).stdout)
     assert as_json["cost_axis"] == "cpu_seconds" and as_json["front"] and as_json["files"]["png"] == str(paths[2])
 
     # The controller put the front in optuna-dashboard too (a custom plot of the study).

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from fake_runpod_support.openapi import CONTRACT
 
 from hpo.backends import AttemptRef
 from hpo.backends.runpod import (
@@ -30,8 +31,6 @@ from hpo.errors import (
     RequestRejectedError,
 )
 from hpo.fake_runpod import FakeRunPod
-
-from fake_runpod_support.openapi import CONTRACT
 
 KEY = "rpa_client_test_key"
 A5000 = "NVIDIA RTX A5000"

@@ -3,7 +3,9 @@
 The controller and the backend are the real ones; the fake runs each pod's
 container (the real agent) as a local process, provisions after a delay,
 bills per second, preempts spot pods with SIGTERM then SIGKILL, runs out of
-capacity, and fails the way RunPod fails. Nothing is patched.
+capacity, and fails the way RunPod fails. Nothing is patched. Each takes
+seconds: all are marked ``slow`` but the spot study's, the fast suite's
+end-to-end rehearsal of a RunPod study.
 """
 
 from __future__ import annotations
@@ -18,15 +20,6 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-
-from hpo.backends import AttemptRef
-from hpo.backends.runpod import RunPodApi, PodRequest, pod_name
-from hpo.controller import build_controller, make_backend
-from hpo.status import study_rows
-from hpo.events import drain
-from hpo.fake_runpod import FakeRunPod
-from hpo.layout import StudyLayout
-
 from studyfiles import (
     VOLUME_ID,
     count_events,
@@ -38,7 +31,13 @@ from studyfiles import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+from hpo.backends import AttemptRef
+from hpo.backends.runpod import PodRequest, RunPodApi, pod_name
+from hpo.controller import build_controller, make_backend
+from hpo.events import drain
+from hpo.fake_runpod import FakeRunPod
+from hpo.layout import StudyLayout
+from hpo.status import study_rows
 
 API_KEY = "rpa_test_account_key"
 SECRET = "s3cr3t-never-to-leak-0451"
@@ -79,7 +78,6 @@ def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         assert not any(SECRET.encode() in p.read_bytes() for p in (project / "storage").rglob("*") if p.is_file())
     finally:
         server.stop()
-
 
 
 def _live_pods(fake: FakeRunPod) -> list:  # type: ignore[type-arg]
@@ -130,6 +128,7 @@ def test_a_spot_study_survives_preemptions_and_leaves_no_pod(fake: FakeRunPod, p
         assert pod.billed_seconds > 0
 
 
+@pytest.mark.slow
 def test_a_sold_out_gpu_type_falls_back_and_a_sold_out_study_queues(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
     studies = make_workspace(project, pace=0.05, max_step=3, trials=2, concurrency=2)
     config = study_config(studies, "pods")
@@ -152,6 +151,7 @@ def test_a_sold_out_gpu_type_falls_back_and_a_sold_out_study_queues(fake: FakeRu
     assert _live_pods(fake) == []
 
 
+@pytest.mark.slow
 def test_create_then_500_never_makes_a_second_pod(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
     studies = make_workspace(project, pace=0.05, max_step=3, trials=2, concurrency=1, spot="false")
     config = study_config(studies, "pods")
@@ -164,6 +164,7 @@ def test_create_then_500_never_makes_a_second_pod(fake: FakeRunPod, project: Pat
     assert _live_pods(fake) == []
 
 
+@pytest.mark.slow
 def test_an_exhausted_balance_stops_launching_and_leaves_trials_resumable(
     fake: FakeRunPod, project: Path, tmp_path: Path
 ) -> None:
@@ -178,6 +179,7 @@ def test_an_exhausted_balance_stops_launching_and_leaves_trials_resumable(
     assert summary.stopped is None and summary.complete == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
@@ -205,6 +207,7 @@ def test_a_request_runpod_refuses_is_a_clear_error(
     assert API_KEY not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_controller_adopts_live_pods_and_cleanup_removes_strays(
     fake: FakeRunPod, project: Path, tmp_path: Path
 ) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-
-from hpo.controller import build_controller
-
 from s3_server import ACCESS_KEY, CREDENTIALS_ENV, SECRET_KEY, make_bucket
 from studyfiles import REPO, STUDIES_YAML, first_reports, load_trials, study_config, study_processes, study_volume
+
+from hpo.controller import build_controller
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,9 @@
 """Whole studies with real trial processes: pruning, failures, preemption, a crashed controller.
 
 These run the real agent as subprocesses on a directory volume in tmp_path;
-nothing is patched. They take seconds each, so they are marked ``slow``.
+nothing is patched. They take seconds each, so they are marked ``slow``, all
+but one: the failing objective's study stays in the fast suite, its local
+end-to-end run.
 """
 
 from __future__ import annotations
@@ -17,11 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 from optuna.trial import TrialState
-
-from hpo.controller import build_controller
-from hpo.events import drain
-from hpo.layout import StudyLayout
-
 from studyfiles import (
     count_events,
     first_reports,
@@ -33,8 +30,9 @@ from studyfiles import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
-
+from hpo.controller import build_controller
+from hpo.events import drain
+from hpo.layout import StudyLayout
 
 
 def _assert_reports_exactly_once(config, trials) -> None:  # type: ignore[no-untyped-def]
@@ -51,6 +49,7 @@ def _assert_reports_exactly_once(config, trials) -> None:  # type: ignore[no-unt
         assert trial.intermediate_values == reported, f"trial {trial.number}"
 
 
+@pytest.mark.slow
 def test_demo_study_completes_and_every_report_lands_once(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project")
     config = study_config(studies, "mini")
@@ -70,6 +69,7 @@ def test_demo_study_completes_and_every_report_lands_once(tmp_path: Path) -> Non
     assert study_processes(config) == []
 
 
+@pytest.mark.slow
 def test_a_trial_worse_than_the_median_is_pruned_and_its_worker_stopped(tmp_path: Path) -> None:
     """Pruning end to end, whatever the machine's speed: each trial waits at step 2 for a gate the test opens."""
     gates = tmp_path / "gates"
@@ -86,7 +86,7 @@ def test_a_trial_worse_than_the_median_is_pruned_and_its_worker_stopped(tmp_path
         (gates / "0").touch()  # trial 0 runs to the end: the median to beat
         for trial in range(1, 4):
             # Trial n reported step 1 and waits at its gate: the controller decides on step 1 alone.
-            wait_for(lambda: _reported(controller, trial), 120, f"the controller to read trial {trial}'s first report")
+            wait_for(lambda trial=trial: _reported(controller, trial), 120, f"the controller to read trial {trial}'s first report")
             (gates / str(trial)).touch()
     finally:
         for trial in range(4):
@@ -126,6 +126,7 @@ def test_a_failing_objective_fails_its_trial_and_the_study_goes_on(tmp_path: Pat
     assert study_processes(config) == []
 
 
+@pytest.mark.slow
 def test_sigterm_to_an_attempt_resumes_the_trial_from_its_checkpoint(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project", pace=0.15, max_step=10, trials=1, concurrency=1)
     config = study_config(studies, "steady")
@@ -166,6 +167,7 @@ def _hpo(studies: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project", pace=0.1, max_step=12, trials=5, concurrency=2)
     config = study_config(studies, "steady")
@@ -201,6 +203,7 @@ def test_a_killed_controller_is_resumed_with_nothing_lost_or_counted_twice(tmp_p
     assert study_processes(config) == []
 
 
+@pytest.mark.slow
 def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -> None:
     gate = tmp_path / "gate"  # the first controller's trial waits for it: held however slow the machine
     studies = make_workspace(tmp_path / "project", pace=0.05, max_step=4, trials=1, concurrency=1, gate=gate)
@@ -221,6 +224,7 @@ def test_a_second_live_controller_is_refused_naming_the_holder(tmp_path: Path) -
     assert study_processes(config) == []
 
 
+@pytest.mark.slow
 def test_garbage_and_torn_lines_in_an_event_file_never_stop_the_controller(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -239,6 +243,7 @@ def test_garbage_and_torn_lines_in_an_event_file_never_stop_the_controller(
     assert len(warnings) == 1  # the torn line was never mistaken for garbage
 
 
+@pytest.mark.slow
 def test_a_study_on_sqlite_storage_runs_and_resumes(tmp_path: Path) -> None:
     studies = make_workspace(tmp_path / "project", trials=3, concurrency=2, max_step=3, storage="sqlite:///optuna.db")
     config = study_config(studies, "steady")
@@ -253,6 +258,7 @@ def test_a_study_on_sqlite_storage_runs_and_resumes(tmp_path: Path) -> None:
     _assert_reports_exactly_once(config, trials)
 
 
+@pytest.mark.slow
 def test_kill_int_stops_a_run_started_with_sigint_ignored(tmp_path: Path) -> None:
     """A background job (`hpo run ... &` in a script) starts with SIGINT ignored; `kill -INT` must still stop it."""
     gate = tmp_path / "gate"
@@ -263,7 +269,7 @@ def test_kill_int_stops_a_run_started_with_sigint_ignored(tmp_path: Path) -> Non
     run = subprocess.Popen(
         [sys.executable, "-m", "hpo", "run", "--study", "steady", "--studies", str(studies)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509  as a shell does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         wait_for(lambda: volume.exists("hpo/steady/trials/0/attempts/0/events.jsonl"), 120, "the trial to start")

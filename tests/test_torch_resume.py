@@ -92,7 +92,7 @@ def _agent(volume: DirectoryVolume, attempt: int, cache: Path) -> subprocess.Pop
         HPO_STUDY=STUDY, HPO_TRIAL="0", HPO_ATTEMPT=str(attempt), HPO_VOLUME=str(volume.root),
         HPO_CACHE_DIR=str(cache), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
     )
-    log = open(volume.root / f"agent-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
+    log = open(volume.root / f"agent-{attempt}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "hpo.agent"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=volume.root)
 
 
@@ -117,6 +117,7 @@ def _wait(proc: subprocess.Popen[bytes], volume: DirectoryVolume, attempt: int, 
         raise AssertionError((volume.root / f"agent-{attempt}.log").read_text()) from None
 
 
+@pytest.mark.slow  # three real agent processes, each importing torch and training 240 updates
 def test_a_preempted_trial_resumes_exactly_where_an_uninterrupted_one_would_be(tmp_path: Path) -> None:
     reference = _volume(tmp_path / "reference", "tiny_torch")
     resumed = _volume(tmp_path / "resumed", "paced")

@@ -14,10 +14,6 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-
-from hpo.errors import VolumeError, VolumeNotFoundError
-from hpo.volume import S3Volume, open_volume
-
 from s3_server import (
     ACCESS_KEY,
     CREDENTIALS_ENV,
@@ -29,6 +25,9 @@ from s3_server import (
     make_bucket,
     s3_error,
 )
+
+from hpo.errors import VolumeError, VolumeNotFoundError
+from hpo.volume import S3Volume, open_volume
 
 
 @pytest.fixture(autouse=True)

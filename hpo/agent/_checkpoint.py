@@ -63,7 +63,11 @@ def encode_checkpoint(state: Mapping[str, Any], step: int) -> bytes:
         raise TypeError(f"checkpoint state must hold numpy arrays or JSON values: {exc}") from exc
     buffer = io.BytesIO()
     members = {f"a{i}": arrays[name] for i, name in enumerate(sorted(arrays))}
-    np.savez(buffer, **members, **{_META: np.frombuffer(meta.encode(), dtype=np.uint8)})
+    members[_META] = np.frombuffer(meta.encode(), dtype=np.uint8)
+    # mypy checks **members against savez's `allow_pickle: bool` too (numpy 2's stubs declare it before
+    # **kwds), though no key here is "allow_pickle"; passing it instead would store an array of that name
+    # on numpy 1.26, which has no such parameter.
+    np.savez(buffer, **members)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
@@ -97,6 +101,8 @@ def _read_archive(data: bytes) -> tuple[dict[str, Any], int]:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise CheckpointError("not an .npz archive")
     with archive:
+        if archive.zip is None:  # only a closed NpzFile has none
+            raise CheckpointError("not an .npz archive")
         try:
             size = archive.zip.getinfo(f"{_META}.npy").file_size
         except KeyError:

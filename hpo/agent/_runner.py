@@ -17,8 +17,8 @@ still say it.
 from __future__ import annotations
 
 import importlib
-import logging
 import json
+import logging
 import math
 import os
 import resource
@@ -217,7 +217,7 @@ def _run(
 ) -> int:
     """The attempt itself; an infrastructure fault leaves it as :class:`Interrupted`."""
 
-    def final(event: FinalEvent) -> None:
+    def final(event: DoneEvent | PrunedEvent | ErrorEvent | StoppedEvent) -> None:
         with infra(f"writing the {event.type} event"):
             emit(event)
 
@@ -257,19 +257,19 @@ def _run(
     except Preempted:
         try:
             order = read_control(volume, layout, address.trial)
-        except Exception:  # the volume may be down too: then it was a preemption as far as we can tell
+        except Exception:  # noqa: BLE001  the volume may be down too: then it was a preemption as far as we can tell
             order = None
         event = PrunedEvent() if order == "prune" else StoppedEvent() if order == "stop" else PreemptedEvent()
         try:
             emit(event)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  the volume may be down: the exit code still says preempted
             _say(f"hpo.agent: SIGTERM; could not write the {event.type} event: {one_line(str(exc), MESSAGE_MAX)}")
         return EXIT_PREEMPTED
     except optuna.TrialPruned:
         _raise_fault(trial)
         final(PrunedEvent(step=max(trial.reported, default=None) if trial is not None else None))
         return EXIT_DONE
-    except Exception as exc:  # the objective's own failure: record it and fail the trial
+    except Exception as exc:  # noqa: BLE001  the objective's own failure: record it and fail the trial
         _raise_fault(trial)  # ... unless it came after one of our faults the objective swallowed
         message = str(exc) if isinstance(exc, ObjectiveError) else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()  # first: if the volume refuses the event, the log still has the error
@@ -309,7 +309,7 @@ def _end_interrupted(exc: Interrupted, emit: Callable[[BaseEvent], None]) -> int
     _say("".join(traceback.format_exception(exc)).rstrip())
     try:
         emit(InterruptedEvent(cause=exc.cause))
-    except Exception as write_exc:  # the volume is likely what failed: the exit code still says it
+    except Exception as write_exc:  # noqa: BLE001  the volume is likely what failed: the exit code still says it
         _say(f"hpo.agent: could not write the interrupted event either: {one_line(str(write_exc), MESSAGE_MAX)}")
     return EXIT_INFRA
 
@@ -318,5 +318,5 @@ def _say(text: str) -> None:
     """Print ``text`` to stderr, which may itself be a file on the failing volume: never raise."""
     try:
         print(text, file=sys.stderr, flush=True)
-    except Exception:
+    except Exception:  # noqa: BLE001  stderr on a failing volume: nothing left to tell
         pass

@@ -24,7 +24,7 @@ from typing import Any
 from hpo.agent._checkpoint import decode_or_none, encode_checkpoint
 from hpo.agent._infra import Interrupted, infra
 from hpo.errors import VolumeNotFoundError
-from hpo.events import CheckpointEvent, ReportEvent, UserAttrEvent, BaseEvent
+from hpo.events import BaseEvent, CheckpointEvent, ReportEvent, UserAttrEvent
 from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
 from hpo.trial_attrs import RESERVED_PREFIX, RESERVED_USER_ATTRS, is_reserved

@@ -9,13 +9,13 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from hpo.cli._common import add_study_arguments, print_json, study_from_args
 from hpo.backends import AttemptRef, WorkerHandle
+from hpo.cli._common import add_study_arguments, print_json, study_from_args
 from hpo.config import StudyConfig
 from hpo.controller import make_backend, open_study_volume
 from hpo.errors import HpoError
-from hpo.volume import Volume
 from hpo.status import SpendSummary, TrialRow, best_row, spend_summary, study_rows
+from hpo.volume import Volume
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

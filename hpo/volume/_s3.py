@@ -59,6 +59,10 @@ PART_THREADS = 4
 LIST_ATTEMPTS = 4
 #: Reads of a response body cut short (RunPod's gateway can end a 200 early).
 READ_ATTEMPTS = 3
+#: Attempts per S3 operation (botocore's standard retry mode) where the caller names none. Read
+#: when a client is built, so that a test of an unreachable endpoint can lower it (monkeypatch)
+#: rather than wait out ten backed-off attempts; nothing in the product changes it.
+MAX_ATTEMPTS = 10
 
 _DENIED = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"})
 _MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -72,7 +76,7 @@ _SESSION_LOCK = threading.Lock()
 
 
 def s3_client(
-    endpoint_url: str | None = None, region: str | None = None, *, max_attempts: int = 10
+    endpoint_url: str | None = None, region: str | None = None, *, max_attempts: int | None = None
 ) -> Any:
     """Build the boto3 S3 client a :class:`S3Volume` uses.
 
@@ -80,7 +84,8 @@ def s3_client(
     ``region`` (RunPod: the data-center id, such as ``EU-RO-1``), else ``us-east-1``.
     Credentials are ``RUNPOD_S3_ACCESS_KEY`` / ``RUNPOD_S3_SECRET_KEY`` when both
     are set, else boto3's usual chain (``AWS_ACCESS_KEY_ID``, profiles, ...). They
-    go straight into the client and are kept nowhere else.
+    go straight into the client and are kept nowhere else. ``max_attempts`` bounds
+    each operation's tries (default :data:`MAX_ATTEMPTS`).
     """
     access_key = os.environ.get("RUNPOD_S3_ACCESS_KEY")
     secret_key = os.environ.get("RUNPOD_S3_SECRET_KEY")
@@ -91,7 +96,7 @@ def s3_client(
     config = Config(
         # RunPod's gateway answers 502 under load; standard mode retries 5xx,
         # throttling and dropped connections with jittered exponential backoff.
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS if max_attempts is None else max_attempts},
         connect_timeout=10,
         read_timeout=120,  # CompleteMultipartUpload of a big file answers slowly on RunPod
         signature_version="s3v4",
@@ -131,7 +136,7 @@ class S3Volume(Volume):
         prefix: str = "",
         client: Any = None,
         multipart_threshold: int = 64 * 1024**2,
-        max_attempts: int = 10,
+        max_attempts: int | None = None,
     ) -> None:
         if not bucket or "/" in bucket:
             raise VolumeError(f"invalid S3 bucket (network volume id) {bucket!r}")
