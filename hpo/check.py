@@ -198,6 +198,9 @@ def _local_volume_line(config: StudyConfig) -> CheckLine:
 
 def _local_estimate_line(config: StudyConfig) -> CheckLine:
     """A local study costs no USD; say how many steps it will run."""
+    if config.fidelity.max_step is None:
+        return ok("estimate", f"local trials cost no USD; {config.budget.trials} trials (no fidelity.max_step: "
+                  "their length is not declared)")
     steps = config.budget.trials * config.fidelity.max_step
     return ok("estimate", f"local trials cost no USD; {config.budget.trials} trials × {config.fidelity.max_step} "
               f"{config.fidelity.step_unit}s = {steps} steps at most")
@@ -485,7 +488,8 @@ def _pace(context: _Context) -> tuple[float, str]:
     if hint:
         return float(hint), "fidelity.seconds_per_step"
     if context.config.budget.max_trial_seconds is not None:
-        return context.config.budget.max_trial_seconds / fidelity.max_step, "an upper bound: budget.max_trial_seconds / max_step"
+        steps = fidelity.max_step or 1  # set: _estimate_lines asks for a pace only then
+        return context.config.budget.max_trial_seconds / steps, "an upper bound: budget.max_trial_seconds / max_step"
     assumed = ASSUMED_SECONDS_PER_STEP.get(fidelity.step_unit, DEFAULT_SECONDS_PER_STEP)
     return assumed, (f"assumed: {assumed:g} s per {fidelity.step_unit} (no history yet; "
                      "pass --seconds-per-step for a better figure)")
@@ -523,8 +527,11 @@ def _estimate_lines(context: _Context) -> list[CheckLine]:
     price, priced = _hourly_price(context)
     if price is None:
         return [skip("estimate", "no price: no GPU type could be priced")]
-    pace, pace_source = _pace(context)
     trials, max_step = config.budget.trials, config.fidelity.max_step
+    if max_step is None:
+        return [skip("estimate", "no fidelity.max_step: a trial's length is not declared, so neither is the "
+                     "study's cost (budget.usd still stops it)")]
+    pace, pace_source = _pace(context)
     gpu_hours = trials * max_step * pace / 3600 * compute.gpu_count
     full = gpu_hours * price
     fraction, assumption = pruned_fraction(config)

@@ -24,6 +24,11 @@ study" says it for users):
 * Trials of the ``local`` backend on a volume reached over S3 run that code on
   this machine: :func:`check_volume_code_trusted` makes the study opt in
   (``compute.trust_volume_code: true``).
+
+A define-by-run study's controller also imports one objective module, from
+the folder it snapshots, for its ``search_space(trial)``
+(:func:`load_search_space`, :func:`sample_search_space`); that runs the
+module's top level on the controller's machine, never its objective.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
+import importlib
+import importlib.util
 import io
 import json
 import logging
@@ -38,12 +45,18 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from hpo.errors import ConfigError, ObjectiveError
+from hpo.events import one_line
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
 
@@ -111,7 +124,9 @@ def check_volume_code_trusted(config: StudyConfig) -> None:
     Raises:
         ConfigError: One line naming the study and the key.
     """
-    from hpo.config import LocalCompute, RunPodVolume  # here: the agent imports this module, not the config
+    # Here: the agent imports this module, not the backends' configs.
+    from hpo.backends.local import LocalCompute
+    from hpo.backends.runpod import RunPodVolume
 
     compute, volume = config.compute, config.volume
     if not isinstance(compute, LocalCompute) or compute.trust_volume_code:
@@ -319,3 +334,120 @@ def _set_aside(target: Path, sha: str) -> None:
         aside.unlink(missing_ok=True)
     else:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+# -- a define-by-run study's search_space(trial), on the controller ---------------------------------
+
+#: The longest message about an objective module's failure (one line; the rest is the user's to rerun).
+_MESSAGE_MAX = 1000
+
+
+def load_search_space(folder: Path, objective: str) -> Callable[[Any], object]:
+    """Import objective ``module`` (of ``module[:function]``) from ``folder`` and return its ``search_space``.
+
+    ``folder`` is the project's ``objectives/``, the folder the controller
+    snapshots for its trials. Importing runs the module's top level (its
+    imports and constants), not its objective. The interpreter's
+    ``sys.path`` and its ``objectives`` modules are put back afterwards, so
+    this process imports nothing else from the project by accident.
+
+    Raises:
+        ObjectiveError: The module is missing, fails to import, or has no
+            callable ``search_space``: one line naming the file (and line).
+    """
+    module_name = objective.partition(":")[0]
+    shown = f"objectives/{module_name}.py"
+    with _project_objectives(folder):
+        module = _import(module_name, shown, folder)
+    function = getattr(module, "search_space", None)
+    if not callable(function):
+        raise ObjectiveError(f"{shown}: search_space is not a function (got {type(function).__name__})")
+    return function
+
+
+def sample_search_space(function: Callable[[Any], object], trial: Any, objective: str, folder: Path) -> None:
+    """Run ``search_space(trial)`` on the study's new trial: its ``suggest_*`` calls sample the trial's parameters.
+
+    Raises:
+        ObjectiveError: The function raised; one line naming the file, the line and the error.
+    """
+    shown = f"objectives/{objective.partition(':')[0]}.py"
+    try:
+        function(trial)
+    except Exception as exc:  # the user's function: whatever it raises becomes one line
+        where = _where(exc, folder)
+        raise ObjectiveError(
+            one_line(f"{shown}: search_space(trial) raised {type(exc).__name__}{where}: {exc}", _MESSAGE_MAX)
+        ) from exc
+
+
+@contextmanager
+def _project_objectives(folder: Path) -> Iterator[None]:
+    """Let ``objectives`` name ``folder`` while importing from it; put the interpreter back afterwards.
+
+    :func:`_import_package` makes the package from ``folder`` itself: a folder
+    without ``__init__.py`` (the snapshot always has one) would otherwise lose
+    to any ``objectives`` package installed in the environment.
+    """
+    saved_path = list(sys.path)
+    saved = {name: mod for name, mod in sys.modules.items() if name == "objectives" or name.startswith("objectives.")}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(folder.parent))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path[:] = saved_path
+        for name in [n for n in sys.modules if n == "objectives" or n.startswith("objectives.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def _import(module_name: str, shown: str, folder: Path) -> ModuleType:
+    dotted = f"objectives.{module_name}"
+    try:
+        _import_package(folder)
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == dotted or dotted.startswith(exc.name + ".")):
+            raise ObjectiveError(f"objective module {shown} not found in {folder}") from exc
+        raise ObjectiveError(one_line(f"{shown}: import failed: {exc}{_where(exc, folder)}", _MESSAGE_MAX)) from exc
+    except SyntaxError as exc:
+        raise ObjectiveError(
+            one_line(f"{shown}: {type(exc).__name__}{_where(exc, folder)}: {exc.msg}", _MESSAGE_MAX)
+        ) from exc
+    except Exception as exc:  # the module's own code: whatever it raises becomes one line
+        raise ObjectiveError(
+            one_line(f"{shown}: importing it raised {type(exc).__name__}{_where(exc, folder)}: {exc}", _MESSAGE_MAX)
+        ) from exc
+
+
+def _import_package(folder: Path) -> None:
+    """Import ``folder`` as the package ``objectives`` (running its ``__init__.py`` if it has one)."""
+    init = folder / "__init__.py"
+    spec = importlib.util.spec_from_file_location("objectives", init, submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None or not init.is_file():
+        package = ModuleType("objectives")
+        package.__path__ = [str(folder)]
+        sys.modules["objectives"] = package
+        return
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["objectives"] = package
+    spec.loader.exec_module(package)
+
+
+def _where(exc: BaseException, folder: Path) -> str:
+    """`` at objectives/<file> line N``: the innermost place inside ``folder`` the error came from, or ""."""
+    places: list[tuple[str, int | None]] = []
+    if isinstance(exc, SyntaxError) and exc.filename:
+        places.append((exc.filename, exc.lineno))
+    else:
+        places.extend((frame.filename, frame.lineno) for frame in traceback.extract_tb(exc.__traceback__))
+    for filename, lineno in reversed(places):
+        try:
+            relative = Path(filename).resolve().relative_to(folder.resolve()).as_posix()
+        except (ValueError, OSError):
+            continue
+        return f" at objectives/{relative} line {lineno}" if lineno else f" in objectives/{relative}"
+    return ""

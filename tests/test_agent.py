@@ -8,6 +8,7 @@ import pytest
 from agent_support import LAYOUT, keep_sigterm_handler, publish_trials  # noqa: F401  (an autouse fixture)
 
 from hpo.agent import AttemptAddress, run_attempt
+from hpo.code import publish_objectives
 from hpo.errors import ObjectiveError
 from hpo.events import DoneEvent, drain, encode_event
 from hpo.spec import TrialSpec
@@ -185,3 +186,41 @@ def test_a_missing_objective_module_is_still_called_missing(volume: DirectoryVol
 def test_missing_environment_is_named() -> None:
     with pytest.raises(ObjectiveError, match="HPO_TRIAL, HPO_ATTEMPT"):
         AttemptAddress.from_env({"HPO_STUDY": "s", "HPO_VOLUME": "/v"})
+
+
+def test_an_optuna_objective_typed_with_hpo_trial_runs_one_shot_without_a_max_step(tmp_path: Path) -> None:
+    volume = DirectoryVolume(tmp_path / "vol")
+    objectives = tmp_path / "objectives"
+    objectives.mkdir()
+    (objectives / "svc.py").write_text(
+        "import hpo\n\n"
+        "def objective(trial: hpo.Trial) -> float:\n"
+        "    kind = trial.suggest_categorical('classifier', ['SVC', 'RandomForest'])\n"
+        "    c = trial.suggest_float('svc_c', 1e-10, 1e10, log=True)\n"
+        "    assert trial.study.direction.name == 'MAXIMIZE' and trial.study.metric_names == ['accuracy']\n"
+        "    return 0.9 if kind == 'SVC' and c == 2.0 else 0.0\n"
+    )
+    sha = publish_objectives(volume, "s", objectives)
+    TrialSpec(
+        study="s", trial=0, objective="svc", params={"classifier": "SVC", "svc_c": 2.0},
+        search_space={"classifier": {"type": "categorical", "choices": ["SVC", "RandomForest"]},
+                      "svc_c": {"type": "float", "low": 1e-10, "high": 1e10, "log": True}},
+        space_source="search_space", direction="maximize", metric="accuracy", code=sha,
+    ).write(volume, LAYOUT.spec(0))
+    code, events = _run(volume, tmp_path, 0)
+    assert code == 0 and [e.type for e in events] == ["start", "done"] and events[-1].value == 0.9
+
+
+def test_a_range_that_disagrees_with_the_study_fails_the_trial_naming_both(volume: DirectoryVolume, tmp_path: Path) -> None:
+    sha = TrialSpec.read(volume, LAYOUT.spec(0)).code
+    TrialSpec(
+        study="s", trial=91, objective="good", params={"x": 0.25},
+        search_space={"x": {"type": "float", "low": 0.0, "high": 0.5}}, max_step=5, code=sha,
+    ).write(volume, LAYOUT.spec(91))
+    code, events = _run(volume, tmp_path, 91)
+    assert code == 1 and events[-1].type == "error"
+    assert events[-1].message == (
+        "ValueError: trial.suggest_float('x'): parameter 'x': the objective asks for float in [0.0, 1.0], but the "
+        "search_space of study 's' in studies.yaml declares float in [0.0, 0.5]; make them the same (or leave the "
+        "range out: trial.suggest_float('x') takes the study's)"
+    )

@@ -308,4 +308,4 @@ def test_the_shipped_template_study_is_refused_but_its_neighbours_load(tmp_path:
 
     assert load_study(shipped, "demo").name == "demo"
     assert load_study(shipped, "demo-pods").name == "demo-pods"
-    assert set(load_studies(shipped).studies) == {"demo", "demo-pods", "f5-lr"}  # the file as a whole is fine
+    assert set(load_studies(shipped).studies) == {"demo", "iris", "demo-pods", "f5-lr"}  # the file as a whole is fine

@@ -305,9 +305,10 @@ BAD: list[Any] = [
         id="missing-trials",
     ),
     pytest.param(
-        text(edit(LOCAL, ("fidelity", DELETE))),
-        [at("fidelity") + "required key missing"],
-        id="missing-fidelity",
+        text(edit(LOCAL, ("search_space", DELETE))),
+        [at("search_space") + "required key missing, and objectives/digits_mlp.py does not exist: "
+         "declare the parameters here, or define search_space(trial) there"],
+        id="missing-search-space",
     ),
     pytest.param(
         text(edit(LOCAL, ("objective", DELETE))),
@@ -526,7 +527,7 @@ def test_minimal_study_gets_the_documented_defaults(write: Any, tmp_path: Path) 
     }
     study = load_study(write(text(minimal)), "demo")
 
-    assert study.direction == "minimize" and study.metric == "val_loss"
+    assert study.direction == "minimize" and study.metric == "loss"
     assert study.search_space["x"] == FloatParam(low=-1.0, high=1.0, log=False, step=None)
     assert study.sampler == TPESamplerConfig(seed=None, n_startup_trials=10, constant_liar=True, multivariate=False)
     assert study.pruner == MedianPrunerConfig(n_startup_trials=5, n_warmup_steps=0, interval_steps=1, n_min_trials=1)
@@ -535,6 +536,22 @@ def test_minimal_study_gets_the_documented_defaults(write: Any, tmp_path: Path) 
     assert study.compute == LocalCompute()
     assert study.volume == LocalVolume(path=tmp_path / "storage")
     assert study.storage is None and study.poll_interval == 1.0
+
+
+def test_a_one_shot_study_needs_no_fidelity_and_names_its_metric_by_direction(write: Any) -> None:
+    minimal = {
+        "objective": "digits_mlp",
+        "direction": "maximize",
+        "search_space": {"x": {"type": "float", "low": -1, "high": 1}},
+        "pruner": {"type": "hyperband"},
+        "budget": {"trials": 2},
+    }
+    study = load_study(write(text(minimal)), "demo")
+    assert study.metric == "score" and study.space_source == "studies.yaml"
+    assert (study.fidelity.max_step, study.fidelity.eval_interval, study.fidelity.step_unit) == (None, 1, "epoch")
+    assert study.build_pruner()._max_resource == "auto"  # Optuna's own estimate, with no max_step to take
+    study = load_study(write(text(edit(minimal, ("fidelity", {"step_unit": "round"})))), "demo")
+    assert (study.fidelity.max_step, study.fidelity.step_unit) == (None, "round")
 
 
 def test_full_runpod_study(write: Any) -> None:

@@ -1,10 +1,15 @@
-"""The trial object an objective receives inside a pod (or a local process).
+"""The trial object an objective receives inside a pod (or a local process): ``hpo.Trial``.
 
-It has the surface of :class:`optuna.Trial` that makes sense away from the
-study: ``suggest_*`` return the values the controller already sampled,
-``report`` appends to the attempt's event file, ``should_prune`` reads the
-controller's verdict from ``control.json``. Checkpoint helpers and the resume
-step let an objective continue where a preempted attempt stopped.
+It is an Optuna trial (a :class:`optuna.trial.BaseTrial`, as Optuna's own
+``FixedTrial`` is), so an objective written for Optuna, and the pruning
+callbacks of ``optuna_integration`` it passes the trial to, run unchanged:
+``suggest_*`` return the values the controller already sampled (checked
+against the study's search space: a name it lacks, or a range that disagrees
+with it, is an error naming both), ``report`` appends to the attempt's event
+file, ``should_prune`` reads the controller's verdict from ``control.json``,
+``trial.study`` tells the study's name and direction (:mod:`hpo.agent._study`).
+Checkpoint helpers and the resume step let an objective continue where a
+preempted attempt stopped.
 
 Every call that touches the volume runs under :func:`~hpo.agent._infra.infra`:
 a volume or network failure in it raises :class:`~hpo.agent._infra.Interrupted`
@@ -14,23 +19,36 @@ so the attempt ends as interrupted even if the objective swallowed it anyway.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalChoiceType,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import BaseTrial
 
 from hpo.agent._checkpoint import decode_or_none, encode_checkpoint
 from hpo.agent._infra import Interrupted, infra
+from hpo.agent._study import WorkerStudy
 from hpo.errors import VolumeNotFoundError
 from hpo.events import BaseEvent, CheckpointEvent, ReportEvent, UserAttrEvent
 from hpo.layout import StudyLayout
-from hpo.spec import TrialSpec
+from hpo.spec import TrialSpec, declaration, describe, distribution
 from hpo.trial_attrs import RESERVED_PREFIX, RESERVED_USER_ATTRS, is_reserved
 from hpo.volume import Volume
 
 CHECKPOINT_FILE = "checkpoint.npz"
+
 
 
 def read_control(volume: Volume, layout: StudyLayout, trial: int) -> str | None:
@@ -51,8 +69,12 @@ def read_control(volume: Volume, layout: StudyLayout, trial: int) -> str | None:
     return action if action in ("prune", "stop") else None
 
 
-class AgentTrial:
-    """What ``objective(trial)`` gets on the pod.
+class AgentTrial(BaseTrial):
+    """What ``objective(trial)`` gets in a worker; ``hpo.Trial`` names it.
+
+    Beyond Optuna's trial: ``max_step``, ``eval_interval`` and ``step_unit``
+    (the study's fidelity), ``attempt``, ``resume_step`` and the checkpoint
+    helpers. ``suggest_float("lr")`` without a range takes the study's.
 
     Args:
         spec: The trial's spec, as the controller wrote it.
@@ -66,6 +88,8 @@ class AgentTrial:
         self._volume = volume
         self._emit = emit
         self._layout = StudyLayout(spec.study)
+        self._study = WorkerStudy(spec.study, spec.direction, spec.metric, spec.study_user_attrs)
+        self._user_attrs: dict[str, Any] = {}
         self.attempt = attempt
         self._checkpoint_key = f"{self._layout.checkpoint_dir(spec.trial)}/{CHECKPOINT_FILE}"
         self._checkpoint: tuple[dict[str, Any], int] | None = None
@@ -85,11 +109,16 @@ class AgentTrial:
                 self.fault = exc
             raise
 
-    # -- optuna.Trial's surface -------------------------------------------------------
+    # -- who and what --------------------------------------------------------------------
 
     @property
     def number(self) -> int:
         return self._spec.trial
+
+    @property
+    def study(self) -> WorkerStudy:
+        """The study's name, direction, metric name and user attributes (the rest lives with the controller)."""
+        return self._study
 
     @property
     def study_name(self) -> str:
@@ -97,38 +126,157 @@ class AgentTrial:
 
     @property
     def params(self) -> dict[str, Any]:
+        """Every parameter the controller sampled for this trial (for a define-by-run study, those its
+        ``search_space(trial)`` suggested), whether or not the objective has asked for it yet."""
         return dict(self._spec.params)
 
-    def _sampled(self, name: str, kind: str) -> Any:
-        if name not in self._spec.search_space:
+    @property
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Optuna's distribution of each parameter in :attr:`params`."""
+        return self._spec.distributions()
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """The attributes this attempt set with :meth:`set_user_attr` (earlier attempts' are in the study)."""
+        return dict(self._user_attrs)
+
+    @property
+    def system_attrs(self) -> dict[str, Any]:
+        """Always empty: system attributes are the controller's, and none reach the worker."""
+        return {}
+
+    @property
+    def datetime_start(self) -> datetime.datetime | None:
+        """When the controller asked the study for this trial (None in specs that do not say)."""
+        when = self._spec.datetime_start
+        try:
+            return None if when is None else datetime.datetime.fromisoformat(when)
+        except ValueError:
+            return None
+
+    @property
+    def constraints(self) -> dict[str, float]:
+        return {}
+
+    def set_constraint(self, key: str, value: float) -> None:
+        """Not supported: constrained samplers would need the value in the study before the trial ends."""
+        raise NotImplementedError(
+            f"trial.set_constraint({key!r}): constraints are not supported in runpod-hpo's trials (study {self.study_name!r})"
+        )
+
+    # -- the search space ----------------------------------------------------------------
+
+    def _space_name(self) -> str:
+        if self._spec.space_source == "search_space":
+            return f"search_space(trial) in objectives/{self._spec.objective.partition(':')[0]}.py"
+        return f"the search_space of study {self._spec.study!r} in studies.yaml"
+
+    def _sampled(self, call: str, name: str, kind: str, requested: BaseDistribution | None) -> Any:
+        """The value sampled for ``name``, once its declaration agrees with the ``suggest_*`` call."""
+        declared = self._spec.search_space.get(name)
+        if declared is None:
             known = ", ".join(sorted(self._spec.search_space)) or "(none)"
+            if self._spec.space_source == "search_space":
+                raise ValueError(
+                    f"{call}: parameter {name!r} was not sampled for trial {self.number} of study {self._spec.study!r}: "
+                    f"{self._space_name()} did not suggest it (sampled: {known}); suggest it there, under the same conditions"
+                )
             raise ValueError(
                 f"parameter {name!r} is not in the search space of study {self._spec.study!r}; "
                 f"add it to studies.yaml (known: {known})"
             )
-        declared = self._spec.search_space[name].get("type")
-        if declared != kind:
-            raise ValueError(f"parameter {name!r} is declared as {declared} in studies.yaml, not {kind}")
+        dist = distribution(declared)  # the spec was validated: it is one Optuna accepts
+        if declared.get("type") != kind:
+            raise ValueError(
+                f"{call}: parameter {name!r} is declared as {declared.get('type')} in {self._space_name()}, not {kind}"
+            )
+        if requested is not None and declaration(requested) != declaration(dist):
+            raise ValueError(
+                f"{call}: parameter {name!r}: the objective asks for {describe(requested)}, but {self._space_name()} "
+                f"declares {describe(dist)}; make them the same (or leave the range out: {call.partition('(')[0]}"
+                f"({name!r}) takes the study's)"
+            )
+        if name not in self._spec.params:
+            raise ValueError(f"{call}: the trial's spec declares {name!r} but holds no value for it")
         return self._spec.params[name]
 
-    def suggest_float(self, name: str, low: float | None = None, high: float | None = None, **_: Any) -> float:
-        """The sampled value of float parameter ``name`` (bounds come from studies.yaml)."""
-        return float(self._sampled(name, "float"))
+    def suggest_float(
+        self, name: str, low: float | None = None, high: float | None = None, *, step: float | None = None,
+        log: bool = False,
+    ) -> float:
+        """The sampled value of float parameter ``name``; a range given must be the study's."""
+        call = f"trial.suggest_float({name!r})"
+        requested = _requested(call, low, high, step is not None or log, FloatDistribution, log=log, step=step)
+        return float(self._sampled(call, name, "float", requested))
 
-    def suggest_int(self, name: str, low: int | None = None, high: int | None = None, **_: Any) -> int:
-        """The sampled value of int parameter ``name`` (bounds come from studies.yaml)."""
-        return int(self._sampled(name, "int"))
+    def suggest_int(
+        self, name: str, low: int | None = None, high: int | None = None, *, step: int = 1, log: bool = False
+    ) -> int:
+        """The sampled value of int parameter ``name``; a range given must be the study's."""
+        call = f"trial.suggest_int({name!r})"
+        requested = _requested(call, low, high, step != 1 or log, IntDistribution, log=log, step=step)
+        return int(self._sampled(call, name, "int", requested))
 
-    def suggest_categorical(self, name: str, choices: Sequence[Any] | None = None) -> Any:
-        """The sampled choice of categorical parameter ``name``."""
-        return self._sampled(name, "categorical")
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[None]) -> None: ...
+
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[bool]) -> bool: ...
+
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[int]) -> int: ...
+
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[float]) -> float: ...
+
+    @overload
+    def suggest_categorical(self, name: str, choices: Sequence[str]) -> str: ...
+
+    @overload
+    def suggest_categorical(
+        self, name: str, choices: Sequence[CategoricalChoiceType] | None = None
+    ) -> CategoricalChoiceType: ...
+
+    def suggest_categorical(
+        self, name: str, choices: Sequence[CategoricalChoiceType] | None = None
+    ) -> CategoricalChoiceType:
+        """The sampled choice of categorical parameter ``name``; choices given must be the study's, in order."""
+        call = f"trial.suggest_categorical({name!r})"
+        requested = None
+        if choices is not None:
+            try:
+                requested = CategoricalDistribution(list(choices))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{call}: {exc}") from None
+        value: CategoricalChoiceType = self._sampled(call, name, "categorical", requested)
+        return value
+
+    def suggest_uniform(self, name: str, low: float, high: float) -> float:
+        """Optuna 2's name for ``suggest_float(name, low, high)`` (deprecated there too)."""
+        _deprecated("suggest_uniform", "suggest_float(..., low, high)")
+        return self.suggest_float(name, low, high)
+
+    def suggest_loguniform(self, name: str, low: float, high: float) -> float:
+        """Optuna 2's name for ``suggest_float(name, low, high, log=True)``."""
+        _deprecated("suggest_loguniform", "suggest_float(..., log=True)")
+        return self.suggest_float(name, low, high, log=True)
+
+    def suggest_discrete_uniform(self, name: str, low: float, high: float, q: float) -> float:
+        """Optuna 2's name for ``suggest_float(name, low, high, step=q)``."""
+        _deprecated("suggest_discrete_uniform", "suggest_float(..., step=...)")
+        return self.suggest_float(name, low, high, step=q)
+
+    # -- reports and attributes ------------------------------------------------------------
 
     def report(self, value: float, step: int) -> None:
         """Report the objective's intermediate ``value`` at ``step`` to the study."""
-        value = float(value)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"trial.report: the value at step {step} must be a float, not {value!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"trial.report: value at step {step} is {value}; it must be finite")
-        if int(step) != step or step < 0:
+        if isinstance(step, bool) or not isinstance(step, int | float) or int(step) != step or step < 0:
             raise ValueError(f"trial.report: step must be a non-negative integer, got {step!r}")
         event = ReportEvent(step=int(step), value=value)
         with self._infra(f"report at step {int(step)}"):
@@ -157,11 +305,18 @@ class AgentTrial:
         event = UserAttrEvent(key=key, value=value)
         with self._infra(f"set_user_attr({key!r})"):
             self._emit(event)
+        self._user_attrs[key] = value
 
     # -- fidelity and checkpoints -------------------------------------------------------
 
     @property
     def max_step(self) -> int:
+        """The step a full trial ends at (``fidelity.max_step``); an error if the study declares none."""
+        if self._spec.max_step is None:
+            raise ValueError(
+                f"trial.max_step: study {self.study_name!r} declares no fidelity.max_step in studies.yaml "
+                "(a one-shot objective needs none); add fidelity: {max_step: N} to use it"
+            )
         return self._spec.max_step
 
     @property
@@ -171,6 +326,16 @@ class AgentTrial:
     @property
     def step_unit(self) -> str:
         return self._spec.step_unit
+
+    @property
+    def checkpoint_seconds(self) -> float | None:
+        """The study's ``fidelity.checkpoint_seconds``: checkpoint at the first evaluation this long after the last.
+
+        None: checkpoint at every evaluation. The objective keeps the time
+        (``objectives/_torch_training.py``'s ``CheckpointTimer`` does, with an
+        injected clock); the agent only carries the setting.
+        """
+        return self._spec.checkpoint_seconds
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -204,3 +369,30 @@ class AgentTrial:
             self._checkpoint = (dict(state), step)
             self._checkpoint_loaded = True
             self._emit(CheckpointEvent(step=step))
+
+
+def _requested(
+    call: str, low: float | None, high: float | None, options: bool, kind: type[FloatDistribution] | type[IntDistribution],
+    **kwargs: Any,
+) -> BaseDistribution | None:
+    """The distribution a ``suggest_float``/``suggest_int`` call names, or None when it names no range.
+
+    Optuna builds it, with the same adjustments (a ``step`` that does not
+    divide the range lowers ``high``) as when the study declared it.
+    """
+    if low is None and high is None:
+        if options:
+            raise ValueError(f"{call}: give low and high with step or log, or none of them (to take the study's)")
+        return None
+    if low is None or high is None:
+        raise ValueError(f"{call}: give both low and high, or neither (to take the study's range)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's note on an adjusted high: the comparison says what matters
+            return kind(low, high, **kwargs)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{call}: {exc}") from None
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"trial.{old} is deprecated (as in Optuna): use trial.{new}", FutureWarning, stacklevel=3)

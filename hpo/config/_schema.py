@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner
-from pydantic import PlainValidator, ValidationInfo, field_validator, model_validator
+from pydantic import PlainValidator, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from hpo.config._algorithms import (
     MedianPrunerConfig,
@@ -38,7 +38,7 @@ from hpo.config._base import (
 )
 from hpo.config._compute import Compute, ComputeConfig, Volume, compute_model, default_backend
 from hpo.config._messages import fail, show, unknown_study
-from hpo.config._space import Param
+from hpo.config._space import SEARCH_SPACE_FUNCTION, Param, module_search_space, objective_module_file
 from hpo.errors import ConfigError
 
 TAGGED_AT: Mapping[str, int] = {
@@ -56,6 +56,9 @@ The messages drop these, since the user never wrote them. (``compute`` and
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """A study's name becomes part of pod names and volume paths (``hpo/<study>/``)."""
+
+DEFAULT_METRICS = {"minimize": "loss", "maximize": "score"}
+"""A study's ``metric`` when it names none, by direction: what the objective returns, for people."""
 
 DEFAULT_VOLUME = {"path": "storage"}
 """The volume of a study that names none, where its backend does not require one."""
@@ -128,15 +131,29 @@ def _storage(value: Any, info: ValidationInfo) -> str:
 
 
 class Fidelity(ConfigModel):
-    """What a step is, and how many steps a full trial takes."""
+    """What a step is, and how many steps a full trial takes.
 
-    max_step: StepCount
+    ``checkpoint_seconds``: an objective that honours it (the PyTorch loop of
+    ``objectives/_torch_training.py`` does) checkpoints at the first evaluation
+    at least that many seconds after its last checkpoint (or the attempt's
+    start), and after the last step, instead of at every evaluation: a
+    multi-GB checkpoint costs GPU time, and a preemption then loses at most
+    that much work. Unset: at every evaluation.
+
+    ``max_step`` may be left out (the whole ``fidelity`` too): a one-shot
+    objective reports nothing, and one whose pruning callback reports every
+    boosting round may not know its last step. The pruner is then asked at
+    every report, and ``trial.max_step`` is an error in the objective.
+    """
+
+    max_step: StepCount | None = None
     eval_interval: StepCount = 1
     step_unit: Text = "epoch"
+    checkpoint_seconds: Annotated[float, PlainValidator(number(gt=0, le=MAX_TRIAL_SECONDS))] | None = None
 
     @model_validator(mode="after")
     def _check_interval(self) -> Self:
-        if self.eval_interval > self.max_step:
+        if self.max_step is not None and self.eval_interval > self.max_step:
             raise fail(
                 f"must be <= max_step (got eval_interval={self.eval_interval}, "
                 f"max_step={self.max_step})",
@@ -179,17 +196,19 @@ class StudyConfig(ConfigModel):
     direction: Annotated[
         Literal["minimize", "maximize"], PlainValidator(choice(("minimize", "maximize")))
     ] = "minimize"
-    metric: Text = "val_loss"
-    search_space: dict[str, Param]
+    metric: Text  # filled from the direction when absent (see _fill_defaults)
+    search_space: dict[str, Param] | None = None  # None: the objective module's search_space(trial) declares it
     sampler: SamplerConfig = TPESamplerConfig()
     pruner: PrunerConfig = MedianPrunerConfig()
-    fidelity: Fidelity
+    fidelity: Fidelity = Fidelity()
     compute: Compute  # filled with the default backend when absent (see _fill_defaults)
     budget: Budget
     volume: Volume
     storage: Annotated[str, PlainValidator(_storage)] | None = None
     poll_interval: Annotated[float, PlainValidator(number(gt=0, le=MAX_POLL_INTERVAL))]
     source: Path
+
+    _space_source: Literal["studies.yaml", "search_space"] = PrivateAttr("studies.yaml")
 
     @model_validator(mode="before")
     @classmethod
@@ -204,6 +223,8 @@ class StudyConfig(ConfigModel):
                     raise fail("unknown key" + why, key)
                 data[key] = value
         data.setdefault("compute", default_backend())
+        # What the objective returns, as the report, `hpo status` and optuna-dashboard name it.
+        data.setdefault("metric", DEFAULT_METRICS.get(data.get("direction", "minimize"), "loss"))
         # The defaults of these two depend on the backend (and on where the file is).
         model = compute_model(_backend_of(data["compute"]))  # None: an unknown backend, refused below
         if "volume" not in data:
@@ -234,8 +255,9 @@ class StudyConfig(ConfigModel):
     @model_validator(mode="after")
     def _check_together(self) -> Self:
         self.compute.check_volume(self.volume)
+        self._space_source = self._find_space()
         # Backstop: let Optuna itself refuse what the checks above missed, at load time.
-        for name, param in self.search_space.items():
+        for name, param in (self.search_space or {}).items():
             try:
                 param.to_distribution()
             except ValueError as exc:
@@ -246,9 +268,45 @@ class StudyConfig(ConfigModel):
             raise fail(str(exc), "pruner") from None
         return self
 
+    def _find_space(self) -> Literal["studies.yaml", "search_space"]:
+        """Where the study's space is declared: this study's ``search_space`` or its module's function (one of them).
+
+        The module is read, not imported (see :func:`module_search_space`); a
+        module that is missing or does not parse defines nothing here (running
+        the study names that problem).
+        """
+        folder = self.source.parent / "objectives"
+        path = objective_module_file(folder, self.objective)
+        shown = f"objectives/{path.relative_to(folder).as_posix()}"
+        function = f"{SEARCH_SPACE_FUNCTION}(trial)"
+        try:
+            defined = module_search_space(path)
+            problem = None
+        except (OSError, SyntaxError, ValueError) as exc:  # ValueError: a NUL byte in the source
+            defined = False
+            problem = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({type(exc).__name__})"
+        if self.search_space is not None and defined:
+            raise fail(
+                f"declared here and by {function} in {shown}: keep one of the two (drop this key to search the "
+                "module's space)",
+                "search_space",
+            )
+        if self.search_space is None and not defined:
+            where = f"{shown} {problem}" if problem else f"{shown} defines no {function}"
+            raise fail(
+                f"required key missing, and {where}: declare the parameters here, or define {function} there",
+                "search_space",
+            )
+        return "search_space" if defined else "studies.yaml"
+
+    @property
+    def space_source(self) -> Literal["studies.yaml", "search_space"]:
+        """``"search_space"`` when the objective module's ``search_space(trial)`` declares the space (define-by-run)."""
+        return self._space_source
+
     def distributions(self) -> dict[str, BaseDistribution]:
-        """Return Optuna's distribution for each parameter, in declaration order."""
-        return {name: param.to_distribution() for name, param in self.search_space.items()}
+        """Return Optuna's distribution for each parameter of studies.yaml, in declaration order (none: define-by-run)."""
+        return {name: param.to_distribution() for name, param in (self.search_space or {}).items()}
 
     def build_pruner(self) -> BasePruner:
         """Return the study's pruner, its 'auto' maximum resolved to ``fidelity.max_step``."""

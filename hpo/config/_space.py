@@ -1,15 +1,22 @@
 """Search-space parameters: what studies.yaml declares, and Optuna's distribution for each.
 
 The controller samples with Optuna's ``ask(fixed_distributions)`` and writes
-the parameter objects into each trial's spec (``model_dump()`` is plain JSON),
-so the pod can check its ``suggest_*`` calls against the same declaration.
-The rules below are Optuna's own, checked here so a bad range fails when the
-file is loaded, with the key at fault, not when the first trial is asked.
+the parameters' declarations into each trial's spec, so the pod can check its
+``suggest_*`` calls against the same declaration. The rules below are
+Optuna's own, checked here so a bad range fails when the file is loaded, with
+the key at fault, not when the first trial is asked.
+
+A study may instead take its space from its objective module, the Optuna
+way: a ``search_space(trial)`` function there (define-by-run, conditional
+parameters allowed). :func:`module_search_space` finds out whether a module
+has one by reading its source, never by running it.
 """
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from optuna.distributions import (
@@ -156,3 +163,46 @@ Param = Annotated[
     tagged("type", PARAM_TYPES, what="parameter type", hints=_OLD_NAMES),
 ]
 """One search-space parameter, chosen by its ``type``."""
+
+
+SEARCH_SPACE_FUNCTION = "search_space"
+"""The function an objective module defines to declare its study's space in Python."""
+
+
+def objective_module_file(folder: Path, objective: str) -> Path:
+    """The file of objective ``module`` (or ``module:function``) in ``folder``: ``<module>.py`` or its package."""
+    module = objective.partition(":")[0]
+    package = folder / module / "__init__.py"
+    return package if package.is_file() and not (folder / f"{module}.py").is_file() else folder / f"{module}.py"
+
+
+def module_search_space(path: Path) -> bool:
+    """True if the module at ``path`` binds ``search_space`` at its top level (a def, an assignment, an import).
+
+    The source is parsed, not imported: loading studies.yaml runs no objective code.
+
+    Raises:
+        OSError: The file cannot be read.
+        SyntaxError: It is not valid Python.
+    """
+    tree = ast.parse(path.read_bytes(), filename=str(path))
+    return SEARCH_SPACE_FUNCTION in _top_level_names(tree.body)
+
+
+def _top_level_names(body: list[ast.stmt]) -> set[str]:
+    """The names a module's statements bind, looking into top-level ``if``/``try``/``with`` blocks."""
+    names: set[str] = set()
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for target in targets for t in ast.walk(target) if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            for block in ("body", "orelse", "finalbody"):
+                names |= _top_level_names(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                names |= _top_level_names(handler.body)
+    return names

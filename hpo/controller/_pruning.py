@@ -9,8 +9,8 @@ before it. Only then, for a trial still running, is the pruner asked, once:
 - not while the trial is stopping for the budget (its worker is going anyway);
 - not while its event file's tail is ``behind`` (the rest of the batch comes next
   poll, and may hold a verdict);
-- not at or past the last step (pruning a trial about to finish saves nothing
-  and discards a result).
+- not at or past the last step, when the study declares one (pruning a trial
+  about to finish saves nothing and discards a result).
 
 A prune is told to the study and flushed before it acts on the world: the
 order written to the trial's ``control.json`` records how far the decision
@@ -24,14 +24,17 @@ import optuna
 from hpo.controller._runs import TrialRun
 
 
-def may_ask(run: TrialRun, new_reports: int, max_step: int) -> bool:
-    """True if the pruner may be asked about ``run`` after a batch that brought ``new_reports`` reports."""
+def may_ask(run: TrialRun, new_reports: int, max_step: int | None) -> bool:
+    """True if the pruner may be asked about ``run`` after a batch that brought ``new_reports`` reports.
+
+    ``max_step`` None: the study declares no ``fidelity.max_step``, so no report is known to be the last.
+    """
     return (
         new_reports > 0
         and not run.stopping
         and not run.tail.behind
         and run.last_step is not None
-        and run.last_step < max_step
+        and (max_step is None or run.last_step < max_step)
     )
 
 

@@ -37,14 +37,17 @@ def _num(value: object) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-def pruning_savings(frame: pd.DataFrame, max_step: int) -> Savings:
-    """The savings of every pruned trial in ``frame`` (see the module docstring), and the totals."""
+def pruning_savings(frame: pd.DataFrame, max_step: int | None) -> Savings:
+    """The savings of every pruned trial in ``frame`` (see the module docstring), and the totals.
+
+    ``max_step`` None (the study declares no ``fidelity.max_step``): a full trial's length is unknown, so none is counted.
+    """
     steps = usd = gpu_s = cpu_s = 0.0
     pruned = 0
     if not frame.empty:
         for row in frame[frame["state"] == "pruned"].itertuples():
             reached = int(row.last_step) if not pd.isna(row.last_step) else 0
-            if reached <= 0 or reached >= max_step:
+            if max_step is None or reached <= 0 or reached >= max_step:
                 continue  # nothing run, nothing to scale; or pruned at the very end
             pruned += 1
             left = max_step - reached
