@@ -14,10 +14,15 @@ plain ``optuna-dashboard sqlite:///...`` lets anyone who reaches the port
 delete the study (``DELETE /api/studies/1``). Here, three layers:
 
 - every request but GET and HEAD is answered 405 before optuna-dashboard sees
-  it (its page loads with GETs only; its editing buttons then say the dashboard
-  is read-only);
+  it (its page loads with GETs only). The answer is a JSON ``reason``, which
+  the page shows beside the button that asked: "read-only: the study is
+  driven by hpo run, ..." and what was refused (a note, failing a trial,
+  deleting the study), so the editing buttons stay but say why they do
+  nothing, and nothing reaches the terminal but a debug line;
 - the storage it is handed refuses every write (:class:`ReadOnlyStorage`), in
-  case a future optuna-dashboard writes from a GET;
+  case a future optuna-dashboard writes from a GET. Its error is also a
+  bottle ``HTTPError``, so optuna-dashboard answers it 403 with the same kind
+  of reason rather than "internal server error" and a traceback on stderr;
 - the ``Host`` header must name the address the server was bound to (and, on
   loopback, ``localhost``/``127.0.0.1``/``[::1]``): a web page whose domain is
   made to resolve to 127.0.0.1 ("DNS rebinding") would otherwise read the
@@ -37,6 +42,7 @@ import errno
 import ipaddress
 import json
 import logging
+import re
 import socket
 import socketserver
 import sys
@@ -47,6 +53,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import optuna_dashboard  # ships no type hints: ignore_missing_imports in pyproject.toml
+from bottle import HTTPError  # type: ignore[import-untyped]  # optuna-dashboard's web framework
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
@@ -97,8 +104,24 @@ def open_dashboard_storage(
     return CheckedJournalStorage(backend, config.name)  # a log Optuna cannot replay: one line, no traceback
 
 
-class ReadOnlyError(HpoError):
-    """Something tried to write through the dashboard's storage."""
+READ_ONLY = "read-only: the study is driven by hpo run, and this dashboard only shows it"
+"""How every refusal starts: what the user tried is not broken, it is not this dashboard's to do."""
+
+
+class ReadOnlyError(HpoError, HTTPError):
+    """Something tried to write through the dashboard's storage.
+
+    A bottle ``HTTPError`` (403) as well: optuna-dashboard's API views answer
+    one with its message as the JSON ``reason`` and log nothing, where any
+    other exception becomes "internal server error" and a traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        HTTPError.__init__(self, 403, message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class ReadOnlyStorage(BaseStorage):
@@ -172,7 +195,7 @@ class ReadOnlyStorage(BaseStorage):
 
     def _refuse(self, what: str) -> ReadOnlyError:
         log.warning("the dashboard refused to %s: it is read-only", what)
-        return ReadOnlyError(f"the dashboard is read-only: it does not {what}")
+        return ReadOnlyError(f"{READ_ONLY}; it does not {what}")
 
     def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:
         raise self._refuse("create studies")
@@ -212,6 +235,34 @@ class ReadOnlyStorage(BaseStorage):
 READ_METHODS = frozenset({"GET", "HEAD"})
 """The only HTTP methods the dashboard answers: optuna-dashboard's page loads with GETs alone."""
 
+REFUSALS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("PUT", re.compile(r"/api/studies/\d+(/\d+)?/note"),
+     "notes are not saved: hpo run is the only writer of the study's journal, and the dashboard writes nothing"),
+    ("POST", re.compile(r"/api/trials/\d+/tell"),
+     "hpo run sets each trial's state (to stop trials, stop hpo run: Ctrl-C)"),
+    ("POST", re.compile(r"/api/studies/\d+/\d+/skip"), "hpo run decides which trials run"),
+    ("POST", re.compile(r"/api/trials/\d+/user-attrs"), "hpo run sets the trials' attributes"),
+    ("DELETE", re.compile(r"/api/studies/\d+"), "a study is not deleted from here"),
+    ("POST", re.compile(r"/api/studies/\d+/rename"), "a study is not renamed from here"),
+    ("POST", re.compile(r"/api/studies"), "studies are created by hpo run, from studies.yaml"),
+    ("*", re.compile(r"/api/artifacts/.*"), "artifacts are not uploaded or deleted here"),
+)
+"""What the page's editing buttons ask for, and why each is refused: (method, path, reason).
+
+The routes are optuna-dashboard's (0.21): notes, "Fail trial", "Skip", user
+attributes, deleting, renaming and creating studies, artifacts. Anything else
+that is not a GET gets the generic reason.
+"""
+
+
+def refusal(method: str, path: str) -> str:
+    """The reason a request that would edit the study is refused, for the page to show."""
+    path = path.rstrip("/")
+    for wanted, pattern, why in REFUSALS:
+        if wanted in (method, "*") and pattern.fullmatch(path):
+            return f"{READ_ONLY}; {why}"
+    return f"{READ_ONLY}; {method} is refused (it answers GET and HEAD only)"
+
 
 def dashboard_app(storage: BaseStorage) -> WSGIApplication:
     """optuna-dashboard's WSGI application over ``storage`` (served under ``/dashboard/``), read-only.
@@ -225,14 +276,18 @@ def dashboard_app(storage: BaseStorage) -> WSGIApplication:
 
 
 def read_only(app: WSGIApplication) -> WSGIApplication:
-    """Wrap ``app`` so that only GET and HEAD reach it; anything else is 405 with ``Allow: GET, HEAD``."""
+    """Wrap ``app`` so that only GET and HEAD reach it; anything else is 405 (``Allow: GET, HEAD``) with a reason.
+
+    The refusal is expected, not an error: it is logged at debug level, so
+    the terminal the dashboard runs in stays quiet.
+    """
 
     def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         if method not in READ_METHODS:
-            log.info("refused %s %s: the dashboard is read-only", method, environ.get("PATH_INFO", ""))
-            reason = f"the dashboard is read-only: {method} is not allowed (it answers GET and HEAD only)"
-            return _answer(start_response, "405 Method Not Allowed", reason, [("Allow", "GET, HEAD")])
+            path = str(environ.get("PATH_INFO", ""))
+            log.debug("refused %s %s: the dashboard is read-only", method, path[:200])
+            return _answer(start_response, "405 Method Not Allowed", refusal(method, path), [("Allow", "GET, HEAD")])
         return app(environ, start_response)
 
     return guarded

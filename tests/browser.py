@@ -12,6 +12,11 @@ without having looked at anything (``.ci/run`` installs Chromium).
 Import the fixture into a test module to use it::
 
     from browser import chromium_page  # noqa: F401  (a pytest fixture)
+
+:func:`plot_points` reads where a plotly plot on the page drew a trace's
+points (plotly keeps the figure and its computed axes on the plot's div), so
+a test can say "the front is spread over most of the plot's height" without
+comparing screenshots.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,3 +89,44 @@ def chromium_page(tmp_path: Path) -> Iterator[Page]:
             yield page
         finally:
             context.close()
+
+
+# -- reading a plotly plot on the page ---------------------------------------------------------------
+
+PLOT_POINTS_JS = """
+([title, trace]) => {
+    // The plot whose title contains `title`; plotly keeps its figure and computed axes on the div.
+    const plot = [...document.querySelectorAll('.js-plotly-plot')].find(div => {
+        const t = div.layout && div.layout.title;
+        return div._fullLayout && String(t && (t.text ?? t)).includes(title);
+    });
+    if (!plot) return null;
+    const axis = plot._fullLayout.yaxis;
+    const ys = plot.data.filter(t => t.name === trace && String(t.mode).includes('markers'))
+        .flatMap(t => [...t.y]).filter(y => y !== null);
+    // Pixels from the top of the plotting area, where each point's marker is drawn.
+    return {type: axis.type, height: axis._length, pixels: ys.map(y => axis.l2p(axis.d2l(y)))};
+}
+"""
+
+
+@dataclass(frozen=True)
+class PlotPoints:
+    """Where one trace's points sit on a plotly plot in the page: the y-axis type, the plot area's height,
+    and each point's distance in pixels from the plot area's top."""
+
+    axis_type: str
+    height: float
+    pixels: list[float]
+
+    @property
+    def spread(self) -> float:
+        """The points' vertical spread as a fraction of the plot area's height (0: a flat line)."""
+        return (max(self.pixels) - min(self.pixels)) / self.height if self.pixels else 0.0
+
+
+def plot_points(page: Page, title: str, trace: str) -> PlotPoints:
+    """The points of the trace named ``trace`` on the plot whose title contains ``title``, once it is drawn."""
+    handle = page.wait_for_function(PLOT_POINTS_JS, arg=[title, trace])
+    found = handle.json_value()
+    return PlotPoints(found["type"], float(found["height"]), [float(p) for p in found["pixels"]])

@@ -89,6 +89,10 @@ def test_run_json_then_status_and_no_secret_reaches_volume_logs_or_cache(tmp_pat
 
     table = hpo_in_process("status", "--study", "steady", "--studies", str(studies), env=env)
     assert table.returncode == 0 and "complete" in table.stdout and "best: trial" in table.stdout
+    narrow = hpo_in_process("status", "--study", "steady", "--studies", str(studies), env={**env, "COLUMNS": "80"})
+    assert narrow.returncode == 0 and "…" not in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    assert narrow.stdout.splitlines()[1].split()[:6] == ["trial", "state", "step", "last", "best", "cost"]
 
     for root in (tmp_path / "project" / "storage", tmp_path / "cache"):
         for path in root.rglob("*"):

@@ -1,16 +1,23 @@
 """``hpo dashboard``: optuna-dashboard on a study's journal, read-only, live as the controller writes.
 
-The browser test builds a real study through the journal writer (as the
-controller does), serves the dashboard on it, and looks at the page in
+The browser tests build a real study through the journal writer (as the
+controller does), serve the dashboard on it, and look at the page in
 headless Chromium: the study, its trials, the intermediate-values plot, and
-trials added after the page was first loaded, with nothing but GETs. The
-other tests refuse every edit (405, journal and SQLite alike, the study
-intact) and every request for a foreign ``Host`` (403, DNS rebinding).
+trials added after the page was first loaded, with nothing but GETs; and the
+controller's cost/loss plot with a diverged trial in the study (the front
+spread over the plot, not flattened by it), and the editing buttons (a note,
+"Fail trial") answering that the dashboard is read-only. The other tests
+refuse every edit (405 with a reason the page shows, journal and SQLite
+alike, the study intact, nothing on the terminal), refuse a write that would
+slip past that (403 from the storage, no "internal server error") and every
+request for a foreign ``Host`` (403, DNS rebinding).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import queue
 import re
@@ -24,22 +31,26 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from wsgiref.types import WSGIApplication
 from wsgiref.util import setup_testing_defaults
 
 import optuna
+import optuna_dashboard
 import pytest
-from browser import chromium_page  # noqa: F401  (a pytest fixture)
+from browser import chromium_page, plot_points  # noqa: F401  (chromium_page is a pytest fixture)
 from optuna.samplers import RandomSampler
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from test_report_readability import outlier_trials
 
 from hpo.cli import main
 from hpo.config import StudyConfig, load_study
 from hpo.controller import open_study_volume
 from hpo.dashboard import (
+    READ_ONLY,
     ReadOnlyError,
     ReadOnlyStorage,
     allowed_host_names,
@@ -48,6 +59,7 @@ from hpo.dashboard import (
     open_dashboard_storage,
 )
 from hpo.journal import StudyStorage, open_storage
+from hpo.report import dashboard_figure
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -119,9 +131,12 @@ def serving(app: WSGIApplication) -> Iterator[str]:
         thread.join(5)
 
 
-def wsgi_call(app: WSGIApplication, path: str, method: str = "GET") -> tuple[int, bytes]:
+def wsgi_call(app: WSGIApplication, path: str, method: str = "GET", json_body: object = None) -> tuple[int, bytes]:
     """One request straight into a WSGI app, no socket: (status code, body)."""
     environ: dict[str, object] = {"PATH_INFO": path, "REQUEST_METHOD": method}
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
+        environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(data)), **{"wsgi.input": io.BytesIO(data)})
     setup_testing_defaults(environ)
     statuses: list[str] = []
     body = b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))  # type: ignore[arg-type, misc]
@@ -201,6 +216,53 @@ def test_the_page_shows_the_study_its_plots_and_trials_added_later(
     # The dashboard wrote nothing: the controller's next segment is still its own to write.
     add_trials(study, 1)
     writer.flush()
+
+
+@pytest.mark.slow  # headless Chromium
+def test_the_cost_plot_shows_the_front_past_a_diverged_trial_and_edits_say_read_only(
+    tmp_path: Path, chromium_page: Page, capfd: pytest.CaptureFixture[str]
+) -> None:
+    page = chromium_page
+    config = load_study(write_studies(tmp_path), STUDY)
+    writer = open_writer(config, tmp_path / "controller-cache")
+    study = optuna.create_study(study_name=config.name, storage=writer.optuna)
+    for trial in outlier_trials():  # costs 0.01 to 0.8 USD, a front from 0.6 down to 0.04, and one at 500
+        study.add_trial(trial)
+    running = study.ask()  # a running trial, which the page offers to "Fail"
+    running.suggest_float("lr", 1e-4, 1.0, log=True)
+    # What the controller does at the end of a run: the cost/loss front as a plot of the study.
+    figure = dashboard_figure(config, study, writer.optuna)
+    assert figure is not None
+    optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id="hpo-cost-vs-loss")
+    writer.flush()
+    storage = open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache")
+    study_id = storage.get_study_id_from_name(STUDY)
+
+    with serving(dashboard_app(storage)) as url:
+        try:
+            page.goto(f"{url}studies/{study_id}")
+            front = plot_points(page, "Pareto front", "Pareto front")
+            assert front.axis_type == "log"  # 0.04 to 0.6 once the diverged trial is clipped
+            kept, clipped = front.pixels[:-1], front.pixels[-1]
+            assert len(kept) == 5 and (max(kept) - min(kept)) / front.height > 0.6  # not a flat line
+            assert 0 <= clipped < 0.1 * front.height  # the diverged trial: on the top edge
+            page.screenshot(path=str(tmp_path / "study.png"), full_page=True)
+
+            # The editing buttons answer with the reason, shown on the page.
+            page.goto(f"{url}studies/{study_id}/trials?numbers={running.number}")
+            page.get_by_role("button", name=re.compile("fail trial", re.I)).click()
+            page.get_by_text(re.compile("read-only: the study is driven by hpo run")).first.wait_for()
+            page.reload()
+            page.locator("button:has(svg[data-testid='EditIcon'])").first.click()  # the trial's note
+            page.locator("textarea").first.fill("a note")
+            page.get_by_role("button", name=re.compile("^save$", re.I)).click()
+            page.get_by_text(re.compile("notes are not saved")).first.wait_for()
+            page.screenshot(path=str(tmp_path / "refused.png"))
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # what the page showed, for debugging
+            raise
+    assert "Traceback" not in capfd.readouterr().err  # the server ran in this process: its log is ours
+    assert storage.get_all_trials(study_id)[-1].state == TrialState.RUNNING
 
 
 # -- without a browser ------------------------------------------------------------------------------
@@ -284,6 +346,35 @@ def test_the_storage_itself_refuses_writes(tmp_path: Path, storage_url: str | No
     assert len(storage.get_all_trials(study_id)) == 1
 
 
+@pytest.mark.parametrize("storage_url", [None, "sqlite:///optuna.db"], ids=["journal", "sqlite"])
+def test_a_write_past_the_method_guard_is_refused_by_the_storage_without_a_traceback(
+    tmp_path: Path, storage_url: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_study(write_studies(tmp_path, storage=storage_url), STUDY)
+    make_study(config, tmp_path / "controller-cache", trials=2)
+    storage = ReadOnlyStorage(open_dashboard_storage(config, cache_dir=tmp_path / "dashboard-cache"))
+    study_id = storage.get_study_id_from_name(STUDY)
+    trial_id = storage.get_all_trials(study_id)[0]._trial_id
+    before = snapshot(storage, study_id)
+    bare = optuna_dashboard.wsgi(storage)  # as if a future optuna-dashboard wrote from a GET: no 405 layer
+    edits = [
+        ("PUT", f"/api/studies/{study_id}/note", {"version": 1, "body": "a note"}),
+        ("PUT", f"/api/studies/{study_id}/{trial_id}/note", {"version": 1, "body": "a note"}),
+        ("POST", f"/api/trials/{trial_id}/tell", {"state": "Fail"}),
+        ("POST", f"/api/trials/{trial_id}/user-attrs", {"user_attrs": {"k": 1}}),
+        ("DELETE", f"/api/studies/{study_id}", None),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for method, path, body in edits:
+            status, answer = wsgi_call(bare, path, method=method, json_body=body)
+            reason = json.loads(answer)["reason"]
+            assert status == 403 and reason.startswith(READ_ONLY + "; it does not "), (method, path, answer)
+    assert snapshot(storage, study_id) == before
+    # optuna-dashboard answered a bottle HTTPError: no "internal server error", no traceback in its log.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "Traceback" not in caplog.text and "internal server error" not in caplog.text
+
+
 def http_status(url: str, *, host: str | None = None, method: str = "GET") -> int:
     """The status of one request to ``url``, with ``host`` as its Host header if given."""
     request = urllib.request.Request(url, method=method, headers={"Host": host} if host else {})
@@ -353,11 +444,23 @@ HPO_WITH_CTRL_C = (
 )
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_the_command_serves_the_dashboard_until_stopped(tmp_path: Path, stop: signal.Signals) -> None:
-    studies = write_studies(tmp_path)
-    config = load_study(studies, STUDY)
-    make_study(config, tmp_path / "controller-cache", trials=2)
+@dataclass
+class Served:
+    """``hpo dashboard`` running: its URL; once stopped, its exit code and what it wrote after the URL line."""
+
+    url: str
+    code: int | None = None
+    stderr: str = ""
+    stdout: str = ""
+
+
+@contextmanager
+def dashboard_command(tmp_path: Path, studies: Path, stop: signal.Signals = signal.SIGINT) -> Iterator[Served]:
+    """Run ``hpo dashboard`` on study ``dash`` (any free port) until the block ends, then stop it with ``stop``.
+
+    Its stderr is read line by line: the first must be the URL line (the study
+    exists, so nothing to warn about); the rest is kept for the test to look at.
+    """
     env = {**os.environ, "HPO_CACHE_DIR": str(tmp_path / "dashboard-cache")}
     process = subprocess.Popen(
         [sys.executable, "-c", HPO_WITH_CTRL_C, "dashboard", "--study", STUDY, "--studies", str(studies), "--port", "0"],
@@ -367,27 +470,70 @@ def test_the_command_serves_the_dashboard_until_stopped(tmp_path: Path, stop: si
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(process.stderr, lines), daemon=True)
     reader.start()
+    served = Served("")
     try:
-        first = lines.get(timeout=120)  # the URL line comes first: the study exists, so nothing to warn about
+        first = lines.get(timeout=120)
         match = re.fullmatch(r"hpo: dashboard of study 'dash' at (http://127\.0\.0\.1:\d+/dashboard/) \(Ctrl-C to stop\)\n", first)
         assert match, first
-        url = match.group(1)
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.status == 200 and b"<html" in response.read().lower()
-        with urllib.request.urlopen(url.replace("/dashboard/", "/api/studies"), timeout=10) as response:
-            assert [s["study_name"] for s in listed_studies(response.read())] == [STUDY]
+        served.url = match.group(1)
+        yield served
     finally:
         process.send_signal(stop)
         try:
-            code = process.wait(timeout=60)
+            served.code = process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
-    reader.join(5)
-    rest = "".join(lines.queue)
-    assert code == 0, rest
-    assert rest == ""  # no traceback, no request log, no "interrupted" message
-    assert process.stdout.read() == ""
+        reader.join(5)
+        served.stderr = "".join(lines.queue)
+        served.stdout = process.stdout.read()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_command_serves_the_dashboard_until_stopped(tmp_path: Path, stop: signal.Signals) -> None:
+    studies = write_studies(tmp_path)
+    make_study(load_study(studies, STUDY), tmp_path / "controller-cache", trials=2)
+    with dashboard_command(tmp_path, studies, stop) as served:
+        with urllib.request.urlopen(served.url, timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
+        with urllib.request.urlopen(served.url.replace("/dashboard/", "/api/studies"), timeout=10) as response:
+            assert [s["study_name"] for s in listed_studies(response.read())] == [STUDY]
+    assert served.code == 0, served.stderr
+    assert served.stderr == ""  # no traceback, no request log, no "interrupted" message
+    assert served.stdout == ""
+
+
+def refused(url: str, method: str, json_body: object) -> tuple[int, str]:
+    """Send one edit as the page would (a JSON body); the status and the ``reason`` of the refusal."""
+    data = json.dumps(json_body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return int(error.code), json.loads(error.read())["reason"]
+
+
+def test_every_edit_answers_read_only_and_leaves_the_terminal_quiet(tmp_path: Path) -> None:
+    studies = write_studies(tmp_path)
+    make_study(load_study(studies, STUDY), tmp_path / "controller-cache", trials=2)
+    with dashboard_command(tmp_path, studies) as served:
+        root = served.url.replace("/dashboard/", "")
+        reasons = {}
+        for method, path in EDITS:
+            status, reason = refused(root + path.format(id=0), method, {"version": 1, "body": "x", "state": "Fail"})
+            assert status == 405, (method, path, reason)
+            assert reason.startswith(READ_ONLY + "; "), (method, path, reason)
+            reasons[method, path] = reason
+    # Each button the page has says what it cannot do, and why.
+    assert "notes are not saved" in reasons["PUT", "/api/studies/{id}/0/note"]
+    assert "notes are not saved" in reasons["PUT", "/api/studies/{id}/note"]
+    assert "hpo run sets each trial's state" in reasons["POST", "/api/trials/0/tell"]
+    assert "not deleted" in reasons["DELETE", "/api/studies/{id}"]
+    assert "PATCH is refused" in reasons["PATCH", "/api/studies/{id}"]
+    assert served.code == 0
+    assert "Traceback" not in served.stderr and "internal server error" not in served.stderr
+    assert served.stderr == ""  # a refusal is expected, not an error: nothing for the terminal
 
 
 def test_a_port_in_use_is_a_one_line_error(

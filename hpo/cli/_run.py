@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 from hpo.check import check_study
 from hpo.cli._common import add_study_arguments, print_json, study_from_args
 from hpo.config import StudyConfig
-from hpo.controller import LineProgress, LiveProgress, ProgressSink, build_controller
+from hpo.controller import LineProgress, LiveProgress, ProgressSink, StudyTally, build_controller
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -32,6 +37,43 @@ def _progress_for(args: argparse.Namespace) -> ProgressSink:
     return LiveProgress() if sys.stderr.isatty() else LineProgress()
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the run lasts, SIGTERM (``kill``, systemd, ``docker stop``, ``timeout``) stops it as Ctrl-C does.
+
+    Python's default SIGTERM ends the process on the spot: no lease released,
+    no journal flushed, the terminal left with its cursor hidden. As a
+    KeyboardInterrupt it takes the run's usual way out (running trials keep
+    going; the next run adopts them), and exit code 130.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (a test calling main() from another thread)
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminal_restored(progress: ProgressSink, tally: StudyTally) -> Iterator[None]:
+    """However the run ends, the live display is gone and the cursor shown.
+
+    The controller stops its display on the way out, but an interrupt that
+    lands during its clean-up (a second Ctrl-C or SIGTERM, a failing flush
+    before it) can skip that call; stopping again is harmless.
+    """
+    try:
+        yield
+    finally:
+        progress.stop(tally)
+
+
 def preflight(config: StudyConfig) -> bool:
     """``hpo check``'s checks, quietly: print only the ✗ lines (stderr); False when one would waste money.
 
@@ -52,15 +94,44 @@ def preflight(config: StudyConfig) -> bool:
     return not blocking
 
 
+def finished_already(config: StudyConfig) -> bool:
+    """Whether the study has finished its ``budget.trials`` trials already, so a run has nothing to launch.
+
+    Read-only, as ``hpo list`` reads it. A storage that cannot be read says
+    no: the run meets the problem itself and reports it.
+    """
+    from hpo.cli._list import FINISHED, study_progress
+    from hpo.errors import HpoError
+
+    try:
+        return study_progress(config).state == FINISHED
+    except HpoError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     if not preflight(config):
         return 1
-    controller = build_controller(config, progress=_progress_for(args))
-    summary = controller.run()
+    was_finished = finished_already(config)
+    progress = _progress_for(args)
+    controller = build_controller(config, progress=progress)
+    with _sigterm_interrupts(), _terminal_restored(progress, controller.tally):
+        summary = controller.run()
     # A run that produced no result because its trials failed is a failure too, for a script.
     all_failed = summary.complete == 0 and summary.failed > 0 and summary.running == 0
     exit_code = 1 if summary.stopped or all_failed else 0
+    if was_finished and summary.running == 0:
+        # The run had nothing to do (it still ended strays and settled the bill): say why, not "... in 0s".
+        if args.json:
+            print_json(dataclasses.asdict(summary))
+        else:
+            done = summary.complete + summary.pruned + summary.failed
+            print(
+                f"study {summary.study} is finished: {done} of {config.budget.trials} trials; "
+                "raise budget.trials to run more"
+            )
+        return 0
     if args.json:
         print_json(dataclasses.asdict(summary))
         return exit_code
