@@ -13,6 +13,10 @@
     hpo/<study>/trials/<n>/attempts/<a>/events.jsonl     attempt a only: its events
     hpo/<study>/trials/<n>/attempts/<a>/log.txt          attempt a only: its stdout and stderr
     hpo/<study>/trials/<n>/ckpt/                         the objective's checkpoints
+    hpo/<study>/jobs/<id>/job.json                       hpo job: the one-off command job <id> runs
+    hpo/<study>/jobs/<id>/launch.json                    hpo job: what runs it (pod id, pid)
+    hpo/<study>/jobs/<id>/log.txt                        job <id>'s runner only: the command's output
+    hpo/<study>/jobs/<id>/status.json                    job <id>'s runner only: running, then how it ended
 """
 
 from __future__ import annotations
@@ -137,6 +141,26 @@ class StudyLayout:
 
     def log(self, trial: int, attempt: int) -> str:
         return f"{self.attempt_dir(trial, attempt)}/log.txt"
+
+    @property
+    def jobs_dir(self) -> str:
+        """Where ``hpo job``'s one-off commands keep their files, one folder per job."""
+        return f"{self.root}/jobs"
+
+    def job_dir(self, job_id: str) -> str:
+        return f"{self.jobs_dir}/{job_id}"
+
+    def job_spec(self, job_id: str) -> str:
+        return f"{self.job_dir(job_id)}/job.json"
+
+    def job_launch(self, job_id: str) -> str:
+        return f"{self.job_dir(job_id)}/launch.json"
+
+    def job_log(self, job_id: str) -> str:
+        return f"{self.job_dir(job_id)}/log.txt"
+
+    def job_status(self, job_id: str) -> str:
+        return f"{self.job_dir(job_id)}/status.json"
 
 
 def _epoch_suffix(epoch: int, token: str) -> str:

@@ -3,19 +3,26 @@
 ``objectives/tiny_torch.py`` (CPU, seconds) and ``objectives/f5_tts.py`` (a
 GPU, hours) run the same loop, so the CPU test of the first one checks the
 resume logic of the second. A step is one optimizer update. Every
-``trial.eval_interval`` updates (and after the last) the loop evaluates at a
-fixed seed, reports the value, checkpoints (see ``_torch_checkpoint``) and
+``trial.eval_interval`` updates (and after the last) the loop evaluates what
+will be deployed (the EMA, for both) once per seed of :data:`EVAL_SEEDS` and
+reports the mean, keeps the weights of the best evaluation
+(``_best_weights``), checkpoints if one is due (``_checkpoint_timer``: by
+time when the study sets ``fidelity.checkpoint_seconds``, else at every
+evaluation; always after the last update; see ``_torch_checkpoint``), and
 asks whether to prune. A resumed attempt restores the checkpoint and goes on
 from ``trial.resume_step + 1``; since the data order is a function of the
 update number (:class:`EpochOrder`) and every RNG state is restored, it
-computes exactly the updates an uninterrupted run would have.
+computes exactly the updates an uninterrupted run would have. Evaluations it
+repeats (those after the last checkpoint) reach the study once: the
+controller keeps a step's first report.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,13 +30,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
+from objectives._best_weights import BestWeights
+from objectives._checkpoint_timer import CheckpointTimer
 from objectives._torch_checkpoint import StatefulLike, load_training_state, save_training_state
 
 if TYPE_CHECKING:
     import torch
 
-EVAL_SEED = 20240601
-"""Seed of every evaluation: each one of each trial draws the same noise, so values compare."""
+EVAL_SEEDS = (20240601, 20240602, 20240603, 20240604)
+"""Seeds of every evaluation, whose values are averaged: each evaluation of each trial draws the same noise,
+so values compare; several draws, because one draw (F5-TTS samples one flow time per utterance) is noisy."""
 
 DIVERGED_LOSS = 1.0e3
 """Reported instead of a NaN or infinite loss: a diverged run gets a bad, finite value."""
@@ -159,6 +169,15 @@ class TrainingParts:
         }
 
 
+def mean_evaluation(evaluate: Callable[[], float], seeds: Sequence[int]) -> float:
+    """The mean of ``evaluate()`` run once under :func:`fixed_seed` of each seed (exactly summed)."""
+    values = []
+    for seed in seeds:
+        with fixed_seed(seed):
+            values.append(float(evaluate()))
+    return math.fsum(values) / len(values)
+
+
 def run_updates(
     trial: Any,
     parts: TrainingParts,
@@ -166,45 +185,70 @@ def run_updates(
     update: Callable[[int], float],
     evaluate: Callable[[], float],
     start_fresh: Callable[[], None] | None = None,
+    best: BestWeights | None = None,
+    eval_seeds: Sequence[int] = EVAL_SEEDS,
+    clock: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = print,
 ) -> float:
     """Train to ``trial.max_step`` updates, reporting ``evaluate()`` every ``trial.eval_interval``; return the best value.
 
     Args:
-        trial: The agent's trial.
+        trial: The agent's trial. Its ``checkpoint_seconds`` (the study's
+            ``fidelity.checkpoint_seconds``) spaces checkpoints by time; a trial
+            without it (an older agent) checkpoints at every evaluation.
         parts: Model, optimizer, scheduler, EMA and generators, built the same way in every attempt.
         update: Performs update number ``u`` (1-based) and returns its training loss.
-        evaluate: The validation loss (lower is better); runs under :func:`fixed_seed`.
+        evaluate: The validation loss (lower is better) of what will be deployed;
+            run once per seed of ``eval_seeds`` under :func:`fixed_seed`, and averaged.
         start_fresh: Called once when there is no checkpoint (to load pretrained weights, say);
             nothing is called on resume, where the checkpoint holds everything.
+        best: Keeps the best evaluation's weights and writes them at checkpoints;
+            None keeps only its value.
+        eval_seeds: The evaluation's seeds.
+        clock: Monotonic seconds, for the checkpoint timing; tests pass a fake one.
         log: Where a line per evaluation goes (the attempt's log on a pod).
 
     Raises:
         optuna.TrialPruned: The controller decided to prune the trial.
     """
+    keeper = best if best is not None else BestWeights()
+    timer = CheckpointTimer(getattr(trial, "checkpoint_seconds", None), clock)
     extra = load_training_state(trial, **parts.as_kwargs())
     if extra is None:
         if start_fresh is not None:
             start_fresh()
-        best = math.inf
         first = 1
     else:
-        best = float(extra["best"])
+        keeper.restore(extra)
         first = trial.resume_step + 1
-        log(f"resumed at update {trial.resume_step} (best so far {best:.6g})")
+        log(f"resumed at update {trial.resume_step} (best so far {keeper.value:.6g})")
+
+    def checkpoint(step: int, value: float) -> None:
+        folder = trial.checkpoint_dir
+        record = keeper.save(folder)  # the best weights first: the record below names them
+        save_training_state(trial, step, **parts.as_kwargs(), extra={**record, "last": value})
+        keeper.forget_older(folder)
+        timer.saved()
+
     train_loss = math.nan
     for step in range(first, trial.max_step + 1):
         train_loss = update(step)
         if step % trial.eval_interval and step != trial.max_step:
             continue
-        with fixed_seed(EVAL_SEED):
-            value = float(evaluate())
+        value = mean_evaluation(evaluate, eval_seeds)
         if not math.isfinite(value):
             value = DIVERGED_LOSS
-        best = min(best, value)
+        improved = keeper.offer(value, step)
         trial.report(value, step)
-        save_training_state(trial, step, **parts.as_kwargs(), extra={"best": best, "last": value})
-        log(f"update {step}: train_loss={train_loss:.6g} val_loss={value:.6g}")
+        saved = step == trial.max_step or timer.due()
+        if saved:
+            checkpoint(step, value)
+        notes = "".join((" (best)" if improved else "", ", checkpointed" if saved else ""))
+        log(f"update {step}: train_loss={train_loss:.6g} val_loss={value:.6g}{notes}")
         if trial.should_prune():
             raise optuna.TrialPruned()
-    return best
+    if keeper.step is not None:
+        trial.set_user_attr("best_step", keeper.step)
+    if keeper.file is not None:
+        trial.set_user_attr("best_weights", keeper.file)
+    return keeper.value

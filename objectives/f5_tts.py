@@ -18,9 +18,15 @@ A study may point elsewhere with single-choice categorical parameters
 
 Parameters (F5-TTS's own names): ``learning_rate``, ``batch_size_per_gpu``
 (audio frames per batch; F5-TTS's ``batch_size_type: frame``) and
-``num_warmup_updates`` are required; ``max_grad_norm`` (1.0), ``weight_decay``
-(0.01, AdamW's default, which F5-TTS uses) and ``max_samples`` (64) keep those
-defaults unless the study searches them.
+``num_warmup_updates`` are required; ``max_grad_norm`` (:data:`MAX_GRAD_NORM`),
+``weight_decay`` (:data:`WEIGHT_DECAY`, AdamW's default, which F5-TTS uses)
+and ``max_samples`` (64) keep those defaults unless the study searches them.
+
+The batch must fit the GPU the attempt got: :func:`objective` refuses at
+once, naming the GPU, its memory, the batch and the limit, a batch above
+F5-TTS's own sizing rule for that GPU (:func:`max_batch_frames`), rather than
+run out of memory an hour in (a resumed attempt may land on a smaller GPU
+of the study's list, and is checked again).
 
 Kept fixed, because the pretrained weights only load into this shape: the
 architecture (:data:`ARCH`) and mel settings (:data:`MEL`), taken from
@@ -29,17 +35,33 @@ at commit 655fbca5529b68e36d7b8f2d6d131f68132156fe, the one the trial image pins
 
 A step is one optimizer update. The LR warms up linearly over
 ``num_warmup_updates`` and decays linearly to ``fidelity.max_step`` (F5-TTS's
-schedule). Every ``fidelity.eval_interval`` updates the validation loss (the
-conditional flow-matching loss, CFG drop-outs off, on a held-out slice of
+schedule). What is evaluated is what F5-TTS deploys: its EMA weights (its
+inference loads ``use_ema=True`` by default). The pretrained EMA has counted
+1.25M updates and would stay ~90% pretrained through 10k updates of
+fine-tuning, so it is restarted when fine-tuning starts (``_ema.restart_ema``:
+it follows the online weights for 100 updates, then warms up). Every
+``fidelity.eval_interval`` updates the EMA's validation loss (the conditional
+flow-matching loss, CFG drop-outs off, on a held-out slice of
 :data:`VAL_SAMPLES` utterances batched at a fixed :data:`VAL_BATCH_FRAMES`
-whatever the trial's batch size, at a fixed seed) is reported and the run is
-checkpointed (model, optimizer, scheduler, EMA, step, RNG states; about 5.4 GB
-in fp32 for this model: see ``_torch_checkpoint``). Both go through
-``_torch_training.run_updates``, the loop ``tiny_torch`` tests on the CPU. The
-data order is a function of the update number, so a resumed attempt feeds the
-same batches as an uninterrupted run and restores every RNG state; on a GPU,
-bit-for-bit equal losses would also need deterministic kernels, which are not
-switched on because they cost speed.
+whatever the trial's batch size, averaged over the fixed seeds of
+``_torch_training.EVAL_SEEDS``: one draw of flow time and noise per utterance
+is noisy) is reported. The EMA weights of the best evaluation are kept and
+written, at checkpoints, as ``best-<step>.safetensors`` in the trial's
+checkpoint folder: the format of F5-TTS's published weights, which its
+inference loads as is (``--ckpt_file``, with the dataset's ``vocab.txt``).
+The run is checkpointed (model, optimizer, scheduler, EMA, step, RNG states;
+about 5.4 GB in fp32 for this model: see ``_torch_checkpoint``) at the first
+evaluation ``fidelity.checkpoint_seconds`` after the last checkpoint, and
+after the last update. All of it goes through ``_torch_training.run_updates``,
+the loop ``tiny_torch`` tests on the CPU. The data order is a function of the
+update number, so a resumed attempt feeds the same batches as an
+uninterrupted run and restores every RNG state; on a GPU, bit-for-bit equal
+losses would also need deterministic kernels, which are not switched on
+because they cost speed.
+
+Text tokens the vocabulary lacks train silently as id 0 in F5-TTS; the
+objective counts them, prints a warning naming the count and the commonest
+ones, and records them as the user attribute ``f5_unknown_tokens``.
 
 torch and F5-TTS are imported inside :func:`train`: importing this module
 needs neither, so its settings and checks run anywhere.
@@ -50,13 +72,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from objectives._best_weights import BestWeights, Weights
+from objectives._ema import restart_ema
+from objectives._gpu import GpuInfo, current_gpu
 from objectives._torch_training import (
     EpochOrder,
     TrainingParts,
@@ -65,6 +90,7 @@ from objectives._torch_training import (
     seed_all,
     warmup_linear_decay,
 )
+from objectives._vocab import unknown_tokens
 
 PRETRAINED = "/workspace/f5/pretrained/model_1250000.safetensors"
 DATASET = "/workspace/f5/data/dataset"
@@ -104,6 +130,8 @@ VAL_BATCH_FRAMES = 9600
 VAL_MAX_SAMPLES = 32
 MIN_SECONDS, MAX_SECONDS = 0.3, 30.0  # F5-TTS's CustomDataset skips utterances outside this range
 NUM_WORKERS = 4
+MAX_GRAD_NORM = 1.0  # F5-TTS's default; not searched: the LR and warm-up matter more for 24 trials
+WEIGHT_DECAY = 0.01  # AdamW's default, which F5-TTS keeps; not searched, for the same reason
 PRECISION = "bf16"  # autocast dtype on a GPU that supports it ("fp32": none); weights and optimizer stay fp32
 # Keys of old F5-TTS checkpoints that today's model no longer has (F5-TTS drops them too, commit 305e3ea).
 _STALE_KEYS = ("ema_model.mel_spec.mel_stft.mel_scale.fb", "ema_model.mel_spec.mel_stft.spectrogram.window")
@@ -116,8 +144,8 @@ class F5Settings:
     learning_rate: float
     batch_size_per_gpu: int
     num_warmup_updates: int
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.01
+    max_grad_norm: float = MAX_GRAD_NORM
+    weight_decay: float = WEIGHT_DECAY
     max_samples: int = 64
     pretrained: Path = Path(PRETRAINED)
     dataset: Path = Path(DATASET)
@@ -133,8 +161,8 @@ def settings_from_trial(trial: Any) -> F5Settings:
         learning_rate=float(trial.suggest_float("learning_rate")),
         batch_size_per_gpu=int(trial.suggest_categorical("batch_size_per_gpu")),
         num_warmup_updates=int(trial.suggest_int("num_warmup_updates")),
-        max_grad_norm=float(optional_param(trial, "max_grad_norm", 1.0)),
-        weight_decay=float(optional_param(trial, "weight_decay", 0.01)),
+        max_grad_norm=float(optional_param(trial, "max_grad_norm", MAX_GRAD_NORM)),
+        weight_decay=float(optional_param(trial, "weight_decay", WEIGHT_DECAY)),
         max_samples=int(optional_param(trial, "max_samples", 64)),
         pretrained=Path(optional_param(trial, "pretrained", PRETRAINED)),
         dataset=Path(optional_param(trial, "dataset", DATASET)),
@@ -155,6 +183,34 @@ def settings_from_trial(trial: Any) -> F5Settings:
     if problems:
         raise ValueError("f5_tts: " + "; ".join(problems))
     return settings
+
+
+def max_batch_frames(gpu: GpuInfo) -> int:
+    """The largest batch (audio frames) F5-TTS's own rule gives ``gpu``: 38400 * (GiB - 5) / 75.
+
+    The rule of F5-TTS's ``finetune_gradio.py``, for this model: about 9,700
+    frames on a 24 GB RTX A5000, 7,700 on a 20 GB RTX 4000 Ada, 5,600 on a
+    16 GB RTX A4000 (a little less where ECC takes its share of the memory).
+    """
+    return int(38400 * (gpu.gib - 5) / 75)  # as calculate_train computes it, rounding included
+
+
+def check_batch_fits(batch_frames: int, gpu: GpuInfo | None) -> None:
+    """Refuse a batch larger than :func:`max_batch_frames` allows on ``gpu`` (None: no GPU, nothing to check).
+
+    Raises:
+        ValueError: Naming the GPU, its memory, the batch and the limit.
+    """
+    if gpu is None:
+        return
+    limit = max_batch_frames(gpu)
+    if batch_frames > limit:
+        raise ValueError(
+            f"f5_tts: batch_size_per_gpu={batch_frames} audio frames does not fit this attempt's GPU, "
+            f"{gpu.describe()}: F5-TTS's sizing rule (38400 * (GiB - 5) / 75) allows at most {limit} frames "
+            "on it; choose batch sizes that fit every GPU type in the study's compute.gpu_types "
+            "(a resumed attempt may land on any of them)"
+        )
 
 
 def volume_key(path: Path) -> str:
@@ -276,11 +332,44 @@ def _ignore_sigterm(_worker: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def objective(trial: Any) -> float:
-    """Fine-tune F5TTS_v1_Base for ``trial.max_step`` updates; report the validation loss; return the best."""
+def objective(trial: Any, *, gpu: Callable[[], GpuInfo | None] = current_gpu) -> float:
+    """Fine-tune F5TTS_v1_Base for ``trial.max_step`` updates; report the EMA's validation loss; return the best.
+
+    ``gpu`` says which GPU the attempt got (tests inject one); the batch is
+    checked against it before anything is loaded.
+    """
     settings = settings_from_trial(trial)
+    device = gpu()
+    check_batch_fits(settings.batch_size_per_gpu, device)
     check_inputs(settings)
+    if device is not None:
+        trial.set_user_attr(
+            "f5_gpu",
+            {"name": device.name, "gib": round(device.gib, 2), "max_batch_frames": max_batch_frames(device)},
+        )
     return train(trial, settings)
+
+
+def iter_texts(raw: Any, chunk: int = 1024) -> Iterable[Any]:
+    """Each utterance's text (a list of tokens, as prepare_csv_wavs.py stores it) of an F5-TTS ``raw`` dataset."""
+    for start in range(0, len(raw), chunk):
+        yield from raw[start : start + chunk]["text"]
+
+
+def report_unknown_tokens(trial: Any, texts: Iterable[Any], vocab: dict[str, int], where: Path) -> int:
+    """Warn about text tokens ``vocab`` lacks (F5-TTS trains them as id 0) and record them; return their count."""
+    unknown = unknown_tokens(texts, vocab)
+    trial.set_user_attr("f5_unknown_tokens", unknown.as_attr())
+    if unknown.total:
+        print(f"WARNING {unknown.message(f'f5_tts: {where}')}", flush=True)
+    return unknown.total
+
+
+def save_safetensors(path: Path, weights: Weights) -> None:
+    """Write a state dict as safetensors, F5-TTS's format for published weights."""
+    from safetensors.torch import save_file
+
+    save_file(dict(weights), str(path))
 
 
 def load_dataset(folder: Path) -> tuple[Any, list[float]]:
@@ -362,6 +451,7 @@ def train(trial: Any, settings: F5Settings, *, arch: dict[str, Any] | None = Non
 
     seed_all(MODEL_SEED)  # a fresh run is repeatable; a resumed one restores the RNG states from its checkpoint
     vocab_char_map, vocab_size = get_tokenizer(str(settings.vocab), "custom")
+    report_unknown_tokens(trial, iter_texts(dataset.data), vocab_char_map, settings.dataset)
     model = CFM(
         transformer=DiT(**(ARCH if arch is None else arch), text_num_embeds=vocab_size, mel_dim=MEL["n_mel_channels"]),
         mel_spec_kwargs=MEL,
@@ -374,6 +464,7 @@ def train(trial: Any, settings: F5Settings, *, arch: dict[str, Any] | None = Non
 
     def start_fresh() -> None:
         load_pretrained(copy_pretrained(settings.pretrained, folder), model, ema)
+        restart_ema(ema)  # the EMA of this fine-tuning run, not the 1.25M-update one
 
     batches: Iterator[dict[str, Any]] | None = None
 
@@ -411,23 +502,25 @@ def train(trial: Any, settings: F5Settings, *, arch: dict[str, Any] | None = Non
     def evaluate() -> float:
         if not val_cache:
             val_cache.extend(collate_fn([val_set[i] for i in batch]) for batch in val_batches)
-        drops = model.audio_drop_prob, model.cond_drop_prob
-        model.audio_drop_prob = model.cond_drop_prob = 0.0  # the conditional loss: no CFG drop-outs
-        model.eval()
+        deployed = ema.ema_model  # what F5-TTS's inference loads (use_ema=True)
+        drops = deployed.audio_drop_prob, deployed.cond_drop_prob
+        deployed.audio_drop_prob = deployed.cond_drop_prob = 0.0  # the conditional loss: no CFG drop-outs
+        deployed.eval()
         total_loss, total_frames = 0.0, 0
         try:
             with torch.no_grad(), autocast():
                 for batch in val_cache:
                     mel = batch["mel"].permute(0, 2, 1).to(device)
-                    loss, _, _ = model(mel, text=batch["text"], lens=batch["mel_lengths"].to(device))
+                    loss, _, _ = deployed(mel, text=batch["text"], lens=batch["mel_lengths"].to(device))
                     frames = int(batch["mel_lengths"].sum())
                     total_loss += loss.item() * frames
                     total_frames += frames
         finally:
-            model.audio_drop_prob, model.cond_drop_prob = drops
-            model.train()
+            deployed.audio_drop_prob, deployed.cond_drop_prob = drops
         return total_loss / max(total_frames, 1)
 
     parts = TrainingParts(model, optimizer, scheduler, ema)
+    # The whole EMA state dict ("ema_model.*", "step", "initted"): the layout of model_1250000.safetensors.
+    best = BestWeights(lambda: ema.state_dict(), suffix=".safetensors", write=save_safetensors)
     trial.set_user_attr("f5_train_batches_per_epoch", len(train_batches))
-    return run_updates(trial, parts, update=update, evaluate=evaluate, start_fresh=start_fresh)
+    return run_updates(trial, parts, update=update, evaluate=evaluate, start_fresh=start_fresh, best=best)

@@ -6,10 +6,16 @@ schedule, an EMA of the weights and minibatches shuffled by a seeded
 ``torch.Generator``. A step is one optimizer update. It runs the same update
 loop as ``objectives/f5_tts.py`` (``_torch_training.run_updates``: report the
 validation loss every ``trial.eval_interval`` updates, checkpoint model,
-optimizer, scheduler, EMA and RNG states, resume from ``trial.resume_step``),
-so the CPU tests of this objective check the GPU objective's resume logic: a
-preempted attempt's successor continues with the very same batches and
-losses as an uninterrupted run.
+optimizer, scheduler, EMA and RNG states when one is due, resume from
+``trial.resume_step``), so the CPU tests of this objective check the GPU
+objective's resume logic: a preempted attempt's successor continues with the
+very same batches and losses as an uninterrupted run.
+
+Like F5-TTS's, the model it would deploy is the EMA: the EMA starts with the
+run and warms up as F5-TTS's restarted EMA does (``_ema``), the reported
+value is the EMA's validation loss, and the EMA's weights at the best
+evaluation are kept (``best-<step>.npz`` in the checkpoint folder, read back
+with ``_best_weights.read_npz`` into the MLP :func:`build_model` makes).
 
 Parameters (``studies.yaml``): ``lr`` and ``batch_size`` are required;
 ``warmup_updates``, ``weight_decay``, ``hidden`` and ``ema_decay`` keep their
@@ -18,8 +24,12 @@ defaults unless the study searches them.
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from objectives._best_weights import BestWeights
+from objectives._ema import warmup_ema_avg_fn
 from objectives._torch_training import (
     EpochOrder,
     TrainingParts,
@@ -30,17 +40,29 @@ from objectives._torch_training import (
 )
 from objectives.digits_mlp import load_data
 
+if TYPE_CHECKING:
+    from torch import nn
+
 SEED = 7  # with the trial number: initial weights and data order
 MAX_GRAD_NORM = 5.0
 DROPOUT = 0.1  # draws from torch's global RNG every update: a resume must restore it
 
 
-def objective(trial: Any) -> float:
-    """Train for ``trial.max_step`` updates; report the validation loss every ``trial.eval_interval``; return the best."""
+def build_model(inputs: int, hidden: int) -> nn.Module:
+    """The MLP, untrained: what a saved ``best-<step>.npz`` loads into."""
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(hidden, 10))
+
+
+def objective(trial: Any, *, clock: Callable[[], float] = time.monotonic) -> float:
+    """Train for ``trial.max_step`` updates; report the EMA's validation loss every ``trial.eval_interval``; return the best.
+
+    ``clock`` times the checkpoints (``fidelity.checkpoint_seconds``); tests pass a fake one.
+    """
     import torch
     import torch.nn.functional as F
-    from torch import nn
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
     lr = trial.suggest_float("lr")
     batch_size = int(trial.suggest_categorical("batch_size"))
@@ -55,11 +77,11 @@ def objective(trial: Any) -> float:
     x_train, y_train, x_val, y_val = (torch.from_numpy(a) for a in load_data())
     x_train, x_val = x_train.float(), x_val.float()
 
-    model = nn.Sequential(nn.Linear(x_train.shape[1], hidden), nn.ReLU(), nn.Dropout(DROPOUT), nn.Linear(hidden, 10))
+    model = build_model(x_train.shape[1], hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     total = trial.max_step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: warmup_linear_decay(u, warmup, total))
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+    ema = AveragedModel(model, avg_fn=warmup_ema_avg_fn(ema_decay))
     order = EpochOrder(len(x_train), batch_size, seed=SEED + trial.number)
 
     def update(step: int) -> float:
@@ -75,14 +97,10 @@ def objective(trial: Any) -> float:
         return loss.item()
 
     def evaluate() -> float:
-        model.eval()
+        ema.module.eval()  # the EMA is what would be deployed
         with torch.no_grad():
-            loss = F.cross_entropy(model(x_val), y_val)
-        model.train()
-        return loss.item()
+            return F.cross_entropy(ema.module(x_val), y_val).item()
 
     parts = TrainingParts(model, optimizer, scheduler, ema)
-    best = run_updates(trial, parts, update=update, evaluate=evaluate)
-    with torch.no_grad():
-        trial.set_user_attr("ema_val_loss", float(F.cross_entropy(ema.module.eval()(x_val), y_val)))
-    return best
+    best = BestWeights(lambda: ema.module.state_dict())
+    return run_updates(trial, parts, update=update, evaluate=evaluate, best=best, clock=clock)

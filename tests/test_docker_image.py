@@ -6,7 +6,9 @@ the base image, linux/amd64, F5-TTS pinned and outside /workspace, the
 project's dependencies without a torch reinstall, caches on the volume, the
 agent started by CMD with no ENTRYPOINT, and a build context that leaves out
 .venv, storage and .git. The lock files are read too: every pip install of
-the image uses docker/image.lock, and .ci/run installs from requirements/dev.lock;
+the image uses docker/image.lock, the F5-TTS install also docker/constraints.txt
+(the releases of F5-TTS's open dependencies that work with torch 2.4, which
+the image lock obeys), and .ci/run installs from requirements/dev.lock;
 both pin, exactly, what they are made from: pyproject.toml with its `dev` extra
 for the dev lock; the agent's share of pyproject.toml's dependencies
 (docker/agent.in) and F5-TTS's for the image's, which holds none of the fake
@@ -29,7 +31,7 @@ from packaging.requirements import Requirement
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"  # the build context is the repository root
-BASE_IMAGE = "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-devel"
+BASE_IMAGE = "pytorch/pytorch:2.4.0-cuda12.4-cudnn9-runtime"  # -runtime: nothing in the image compiles
 F5_TTS_COMMIT = "655fbca5529b68e36d7b8f2d6d131f68132156fe"
 
 
@@ -192,7 +194,11 @@ def test_the_build_context_leaves_out(ignore_patterns: list[str], path: str) -> 
     assert _ignored(ignore_patterns, path)
 
 
-@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "hpo/agent/__main__.py", "hpo/volume/_s3.py"])
+@pytest.mark.parametrize(
+    "path",
+    ["pyproject.toml", "README.md", "hpo/agent/__main__.py", "hpo/volume/_s3.py", "docker/image.lock",
+     "docker/constraints.txt"],
+)
 def test_the_build_context_keeps(ignore_patterns: list[str], path: str) -> None:
     assert not _ignored(ignore_patterns, path)
 
@@ -293,9 +299,20 @@ def _pip_installs(instructions: list[Instruction]) -> list[tuple[int, list[str]]
     ]
 
 
+def _copied_at(instructions: list[Instruction], source: str, dest: str) -> int:
+    """The line of the one ``COPY`` that puts ``source`` at ``dest`` (a file, or a folder ending in ``/``)."""
+    found = []
+    for ins in (i for i in instructions if i.keyword == "COPY"):
+        *sources, target = ins.args.split()
+        lands = target if not target.endswith("/") else target + PurePosixPath(source).name
+        if source in sources and lands == dest:
+            found.append(ins.line)
+    assert len(found) == 1, f"{source} is copied to {dest} {len(found)} times"
+    return found[0]
+
+
 def test_every_pip_install_in_the_dockerfile_uses_the_image_lock(instructions: list[Instruction]) -> None:
-    copies = [(i.line, i.args.split()) for i in instructions if i.keyword == "COPY"]
-    [copied_at] = [line for line, args in copies if args == ["docker/image.lock", LOCK_IN_IMAGE]]
+    copied_at = _copied_at(instructions, "docker/image.lock", LOCK_IN_IMAGE)
     installs = _pip_installs(instructions)
     for line, words in installs:
         command = " ".join(words)
@@ -310,6 +327,55 @@ def test_every_pip_install_in_the_dockerfile_uses_the_image_lock(instructions: l
     no_deps = [words for _, words in installs if "--no-deps" in words]
     assert no_deps == [installs[2][1]] and installs[2][1][-1] == "/opt/runpod-hpo"
     assert installs[1][0] == installs[2][0]  # one RUN: no layer has the project without the agent's libraries
+
+
+CONSTRAINTS = REPO / "docker" / "constraints.txt"
+CONSTRAINTS_IN_IMAGE = "/opt/runpod-hpo/constraints.txt"
+
+
+def _constraints() -> dict[str, Requirement]:
+    return {_name(Requirement(line).name): Requirement(line) for line in _requirement_lines(CONSTRAINTS)}
+
+
+def test_the_constraints_hold_f5_tts_to_what_works_with_torch_2_4() -> None:
+    wanted = _constraints()
+    # x-transformers 2.18+ needs torch-einops-utils, which needs torch 2.5: one exact release, not a walk back.
+    assert str(wanted["x-transformers"].specifier) == "==2.17.10"
+    # transformers 5 turns PyTorch off beside torch 2.4; 4.x does not.
+    assert not wanted["transformers"].specifier.contains("5.0.0") and wanted["transformers"].specifier.contains("4.57.6")
+    # torchcodec's wheels are built for one torch each: 0.0.3 is torch 2.4's.
+    assert str(wanted["torchcodec"].specifier) == "==0.0.3"
+    assert not wanted["huggingface-hub"].specifier.contains("1.0.0")  # what transformers 4 requires
+    assert not [name for name in wanted if name in BASE_PACKAGES]  # the base's torch is base-torch.txt's
+
+
+def test_the_image_lock_obeys_the_constraints_and_the_f5_install_takes_them(instructions: list[Instruction]) -> None:
+    assert "-c constraints.txt" in (REPO / "docker" / "image.in").read_text().splitlines()
+    lock = read_lock(IMAGE_LOCK)
+    for name, req in _constraints().items():
+        assert name in lock, f"{name} is constrained but not locked"
+        [pin] = list(lock[name].specifier)
+        assert req.specifier.contains(pin.version), f"the lock pins {name}=={pin.version}, constraints.txt says {req}"
+    copied_at = _copied_at(instructions, "docker/constraints.txt", CONSTRAINTS_IN_IMAGE)
+    [(line, f5)] = [(line, words) for line, words in _pip_installs(instructions) if "/opt/F5-TTS" in words]
+    assert line > copied_at
+    constraints = [f5[n + 1] for n, word in enumerate(f5[:-1]) if word in ("-c", "--constraint")]
+    assert constraints == [CONSTRAINTS_IN_IMAGE, LOCK_IN_IMAGE]
+    # The lock script refuses a lock that breaks them (docker/image.in lost its -c line, say).
+    assert "docker/constraints.txt" in (REPO / "requirements" / "update-locks.sh").read_text()
+
+
+def test_the_build_fails_if_f5_tts_does_not_import_with_torch_2_4(instructions: list[Instruction]) -> None:
+    checks = [i.args for i in _runs(instructions) if "import transformers" in i.args]
+    assert len(checks) == 1
+    assert "from f5_tts.model import CFM, DiT" in checks[0]  # imports x-transformers' rotary embedding
+    assert "assert is_torch_available()" in checks[0]  # transformers 5 beside torch 2.4 would say False
+
+
+def test_the_readme_estimates_the_size_of_the_runtime_image() -> None:
+    size = (REPO / "docker" / "README.md").read_text().split("## Size", 1)[1].split("\n## ", 1)[0]
+    assert "An estimate" in size and "cudnn9-runtime" in size
+    assert "the image** | **about" in size
 
 
 def _requirement_lines(path: Path) -> list[str]:

@@ -1,11 +1,16 @@
 """The F5-TTS objective and its study ``f5-lr``.
 
 F5-TTS itself (with torchaudio and GBs of dependencies) is in the trial image,
-not here: the test that trains a tiny F5 configuration runs where ``f5_tts``
-is importable and is skipped elsewhere. Everything else runs anywhere: the
-objective's parameter handling and input checks, the pretrained copy, the
-held-out split, a light import, and ``hpo run --study f5-lr`` launching the
-right pods on the fake RunPod API.
+not here: the test that trains a tiny F5 configuration (and checks that the
+EMA restarts, is what is evaluated, and that the best EMA weights load into
+F5-TTS's inference) runs where ``f5_tts`` is importable and is skipped
+elsewhere. Everything else runs anywhere: the objective's parameter handling
+and input checks, the batch refused for a GPU too small for it (the GPU
+injected), the count of text tokens the vocabulary lacks, the pretrained
+copy, the held-out split, a light import, and ``hpo run --study f5-lr``
+launching the right pods on the fake RunPod API. The EMA, best-weights and
+timed-checkpoint logic the F5 objective shares with ``tiny_torch`` is tested
+on the CPU in ``tests/test_torch_resume.py``.
 """
 
 from __future__ import annotations
@@ -34,14 +39,19 @@ from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
 from hpo.volume import DirectoryVolume
 from objectives import f5_tts as f5
+from objectives._gpu import GIB, GpuInfo
+from objectives._vocab import read_vocab, unknown_tokens
 
 REPO = Path(__file__).resolve().parent.parent
 F5_SPACE = {
-    "learning_rate": {"type": "float", "low": 1e-5, "high": 3e-4, "log": True},
-    "batch_size_per_gpu": {"type": "categorical", "choices": [3200, 6400, 9600]},
+    "learning_rate": {"type": "float", "low": 3e-6, "high": 1e-4, "log": True},
+    "batch_size_per_gpu": {"type": "categorical", "choices": [3200, 4800, 6400, 9600]},
     "num_warmup_updates": {"type": "int", "low": 100, "high": 2000},
 }
 F5_PARAMS = {"learning_rate": 1e-4, "batch_size_per_gpu": 6400, "num_warmup_updates": 300}
+# Total memory as torch reports it (nvidia-smi's MiB, ECC off).
+RTX_A4000 = GpuInfo("NVIDIA RTX A4000", 16376 * 2**20)
+RTX_A5000 = GpuInfo("NVIDIA RTX A5000", 24564 * 2**20)
 
 
 def make_trial(
@@ -93,6 +103,88 @@ def test_values_f5_cannot_train_with_are_refused_by_name(tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"batch_size_per_gpu is in audio frames and must be >= 1 \(got 0\); "
                                          r"num_warmup_updates must be >= 0 \(got -1\)"):
         f5.settings_from_trial(trial)
+
+
+def test_weight_decay_and_clipping_are_f5_ttss_values_unless_searched(tmp_path: Path) -> None:
+    settings = f5.settings_from_trial(make_trial(tmp_path, F5_PARAMS, F5_SPACE)[0])
+    assert (settings.weight_decay, settings.max_grad_norm) == (f5.WEIGHT_DECAY, f5.MAX_GRAD_NORM) == (0.01, 1.0)
+
+
+# ---------------------------------------------------------------- the batch and the GPU
+
+
+def test_the_batch_limit_is_f5_ttss_own_rule() -> None:
+    # src/f5_tts/train/finetune_gradio.py: int(38400 * (total_memory / 1024**3 - 5) / 75)
+    for gpu in (RTX_A4000, RTX_A5000):
+        assert f5.max_batch_frames(gpu) == int(38400 * (gpu.total_memory / 1024**3 - 5) / 75)
+    assert (f5.max_batch_frames(RTX_A4000), f5.max_batch_frames(RTX_A5000)) == (5628, 9722)
+    assert f5.max_batch_frames(GpuInfo("ECC on", 15 * GIB)) == 5120
+
+
+def test_an_oversized_batch_is_refused_at_once_naming_the_gpu_its_memory_the_batch_and_the_limit(tmp_path: Path) -> None:
+    trial, events = make_trial(tmp_path, {**F5_PARAMS, "batch_size_per_gpu": 6400}, F5_SPACE)
+    with pytest.raises(ValueError) as info:
+        f5.objective(trial, gpu=lambda: RTX_A4000)  # the inputs are not here: refused before they are looked for
+    message = str(info.value)
+    assert "batch_size_per_gpu=6400 audio frames does not fit" in message
+    assert "NVIDIA RTX A4000 (16.0 GiB)" in message and "allows at most 5628 frames" in message
+    assert "compute.gpu_types" in message
+    assert events == []  # nothing recorded: the attempt ends before any work
+
+
+def test_a_batch_that_fits_goes_on_to_the_inputs_and_records_the_gpu(tmp_path: Path) -> None:
+    trial, events = make_trial(tmp_path, {**F5_PARAMS, "batch_size_per_gpu": 4800}, F5_SPACE)
+    with pytest.raises(FileNotFoundError, match="missing on the volume"):
+        f5.objective(trial, gpu=lambda: RTX_A4000)
+    trial, _ = make_trial(tmp_path, {**F5_PARAMS, "batch_size_per_gpu": 9600}, F5_SPACE)
+    with pytest.raises(FileNotFoundError):
+        f5.objective(trial, gpu=lambda: None)  # no GPU (a CPU run): nothing to check
+    f5.check_batch_fits(9722, RTX_A5000)
+    with pytest.raises(ValueError, match="allows at most 9722 frames"):
+        f5.check_batch_fits(9723, RTX_A5000)
+
+
+# ---------------------------------------------------------------- text the vocabulary lacks
+
+
+def test_read_vocab_reads_vocab_txt_as_f5_tts_does(tmp_path: Path) -> None:
+    path = tmp_path / "vocab.txt"
+    path.write_text(" \na\nzhong1\nb\n", encoding="utf-8")
+    assert read_vocab(path) == {" ": 0, "a": 1, "zhong1": 2, "b": 3}
+
+
+def test_tokens_outside_the_vocabulary_are_counted_named_and_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vocab = {" ": 0, "a": 1, "b": 2, "c": 3, "zhong1": 4}
+    texts = [list("ab c"), list("aßc"), ["a", "zhong1", "guo2"], "abcßß"]
+    counted = unknown_tokens(texts, vocab)
+    assert (counted.total, counted.utterances, counted.examples()) == (4, 3, {"ß": 3, "guo2": 1})
+    trial, events = make_trial(tmp_path, F5_PARAMS, F5_SPACE)
+    assert f5.report_unknown_tokens(trial, texts, vocab, Path("/workspace/f5/data/dataset")) == 4
+    assert [(e.key, e.value) for e in events] == [
+        ("f5_unknown_tokens", {"total": 4, "utterances": 3, "examples": {"ß": 3, "guo2": 1}})
+    ]
+    out = capsys.readouterr().out
+    assert out.startswith("WARNING f5_tts: /workspace/f5/data/dataset: 4 text token(s) in 3 utterance(s) are not in vocab.txt")
+    assert "'ß' x3, 'guo2' x1" in out
+
+    trial, events = make_trial(tmp_path, F5_PARAMS, F5_SPACE)
+    assert f5.report_unknown_tokens(trial, [list("abc")], vocab, Path("/data")) == 0
+    assert capsys.readouterr().out == "" and events[0].value == {"total": 0, "utterances": 0, "examples": {}}
+
+
+def test_the_texts_are_read_in_chunks_of_the_datasets_text_column() -> None:
+    class Raw:  # a datasets.Dataset's slicing: rows start..stop as a dict of columns
+        def __init__(self, texts: list[list[str]]) -> None:
+            self.texts = texts
+
+        def __len__(self) -> int:
+            return len(self.texts)
+
+        def __getitem__(self, rows: slice) -> dict[str, Any]:
+            return {"text": self.texts[rows], "audio_path": ["x"] * len(self.texts[rows])}
+
+    texts = [[str(i)] for i in range(10)]
+    assert list(f5.iter_texts(Raw(texts), chunk=3)) == texts
 
 
 def test_missing_inputs_are_all_named_with_where_to_upload_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,7 +266,11 @@ TINY_ARCH = {**f5.ARCH, "dim": 64, "depth": 2, "heads": 2, "ff_mult": 2, "text_d
 
 
 def _tiny_inputs(root: Path) -> tuple[Path, Path]:
-    """A 24-utterance dataset as F5-TTS's prepare_csv_wavs.py writes it, and 'pretrained' tiny weights."""
+    """A 24-utterance dataset as F5-TTS's prepare_csv_wavs.py writes it, and 'pretrained' tiny weights.
+
+    One utterance has a character the vocabulary lacks; the weights' EMA has counted 1.25M updates, as
+    F5-TTS's published ones have.
+    """
     import soundfile
     import torch
     from datasets.arrow_writer import ArrowWriter
@@ -192,7 +288,8 @@ def _tiny_inputs(root: Path) -> tuple[Path, Path]:
         seconds = 0.4 + 0.05 * i
         path = data / "wavs" / f"{i}.wav"
         soundfile.write(path, (0.1 * rng.standard_normal(int(24000 * seconds))).astype("float32"), 24000)
-        rows.append({"audio_path": str(path), "text": "".join(rng.choice(letters, size=6)), "duration": seconds})
+        text = "".join(rng.choice(letters, size=6)) + ("ß" if i == 0 else "")
+        rows.append({"audio_path": str(path), "text": text, "duration": seconds})
     with ArrowWriter(path=str(data / "raw.arrow")) as writer:
         for row in rows:
             writer.write(row)
@@ -202,7 +299,9 @@ def _tiny_inputs(root: Path) -> tuple[Path, Path]:
     model = CFM(transformer=DiT(**TINY_ARCH, text_num_embeds=len(letters) + 1, mel_dim=100), mel_spec_kwargs=f5.MEL)
     pretrained = root / "pretrained" / "model_tiny.safetensors"
     pretrained.parent.mkdir()
-    save_file({k: v.contiguous() for k, v in EMA(model, include_online_model=False).state_dict().items()}, str(pretrained))
+    weights = {k: v.contiguous() for k, v in EMA(model, include_online_model=False).state_dict().items()}
+    weights["step"] = torch.tensor(1_250_000)
+    save_file(weights, str(pretrained))
     return pretrained, data
 
 
@@ -213,15 +312,25 @@ def _tiny_inputs(root: Path) -> tuple[Path, Path]:
 )
 def test_a_tiny_f5_configuration_trains_reports_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
+    from f5_tts.infer.utils_infer import load_checkpoint
+    from f5_tts.model import CFM, DiT
+    from f5_tts.model.utils import get_tokenizer
+    from safetensors.torch import load_file
 
     torch.set_num_threads(1)
     monkeypatch.setattr(f5, "VAL_SAMPLES", 4)
     monkeypatch.setattr(f5, "VAL_BATCH_FRAMES", 300)
     pretrained, data = _tiny_inputs(tmp_path)
     params = {**F5_PARAMS, "batch_size_per_gpu": 400, "num_warmup_updates": 2}
+    space = {
+        **F5_SPACE,
+        "batch_size_per_gpu": {"type": "categorical", "choices": [400]},
+        "num_warmup_updates": {"type": "int", "low": 0, "high": 10},
+    }
+    attrs: dict[str, Any] = {}
 
     def run(volume: Path, stop_after: int | None = None) -> tuple[dict[int, float], Any, AgentTrial]:
-        trial, events = make_trial(volume, params, F5_SPACE, max_step=6, eval_interval=2)
+        trial, events = make_trial(volume, params, space, max_step=6, eval_interval=2)
         settings = f5.F5Settings(1e-4, 400, 2, pretrained=pretrained, dataset=data)
         f5.check_inputs(settings)
         if stop_after is not None:
@@ -237,6 +346,8 @@ def test_a_tiny_f5_configuration_trains_reports_and_resumes_exactly(tmp_path: Pa
             value = f5.train(trial, settings, arch=TINY_ARCH, num_workers=0)
         except KeyboardInterrupt:
             value = None
+        attrs.clear()
+        attrs.update({e.key: e.value for e in events if e.type == "user_attr"})
         return {e.step: e.value for e in events if isinstance(e, ReportEvent)}, value, trial
 
     straight, value, trial = run(tmp_path / "a")
@@ -246,6 +357,21 @@ def test_a_tiny_f5_configuration_trains_reports_and_resumes_exactly(tmp_path: Pa
     assert folder is not None
     copy = folder / "pretrained_model_tiny.safetensors"
     assert copy.is_file() and not copy.is_symlink() and copy.read_bytes() == pretrained.read_bytes()
+    assert attrs["f5_unknown_tokens"] == {"total": 1, "utterances": 1, "examples": {"ß": 1}}
+    # The best evaluation's EMA weights, F5-TTS's format: the EMA restarted (its count is this run's
+    # updates, not 1.25M + them), and F5-TTS's inference loads them as is.
+    assert straight[attrs["best_step"]] == value
+    best_file = folder / attrs["best_weights"]
+    assert best_file.name == f"best-{attrs['best_step']:09d}.safetensors"
+    best = load_file(str(best_file))
+    assert int(best["step"]) == attrs["best_step"]
+    vocab_char_map, vocab_size = get_tokenizer(str(data / "vocab.txt"), "custom")
+    deployed = CFM(
+        transformer=DiT(**TINY_ARCH, text_num_embeds=vocab_size, mel_dim=100), mel_spec_kwargs=f5.MEL,
+        vocab_char_map=vocab_char_map,
+    )
+    load_checkpoint(deployed, str(best_file), "cpu", dtype=torch.float32, use_ema=True)
+    assert all(torch.equal(v, best[f"ema_model.{k}"]) for k, v in deployed.state_dict().items())
 
     first, _, _ = run(tmp_path / "b", stop_after=2)
     rest, resumed_value, resumed = run(tmp_path / "b")
@@ -318,6 +444,7 @@ def test_hpo_run_f5_lr_launches_the_studys_pods(fake: FakeRunPod, tmp_path: Path
             assert pod.env["HPO_ATTEMPT"] == "0"
         spec = TrialSpec.read(DirectoryVolume(project / "storage"), StudyLayout("f5-lr").spec(0))
         assert spec.objective == "f5_tts" and spec.step_unit == "update" and spec.max_step == 10000
+        assert spec.checkpoint_seconds == 900.0  # checkpoints by time reach the pods
         assert set(spec.params) == set(config.search_space)
     finally:
         os.killpg(controller.pid, signal.SIGKILL)  # no stop command: the next `hpo run` would adopt the pods

@@ -12,6 +12,7 @@ leaves a checkpoint that cannot be read.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
@@ -27,14 +28,18 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.agent import decode_checkpoint, encode_checkpoint
+from hpo.agent import AgentTrial, decode_checkpoint, encode_checkpoint
 from hpo.code import publish_objectives
 from hpo.events import CheckpointEvent, ReportEvent, drain
 from hpo.layout import StudyLayout
 from hpo.spec import TrialSpec
 from hpo.volume import DirectoryVolume
 from objectives import _torch_checkpoint as ckpt
-from objectives._torch_training import EpochOrder, fixed_seed, warmup_linear_decay
+from objectives import tiny_torch
+from objectives._best_weights import BestWeights, read_npz
+from objectives._checkpoint_timer import CheckpointTimer
+from objectives._ema import ema_warmup_decay, restart_ema, warmup_ema_avg_fn
+from objectives._torch_training import EVAL_SEEDS, EpochOrder, fixed_seed, mean_evaluation, warmup_linear_decay
 
 REPO = Path(__file__).resolve().parent.parent
 STUDY = "torch-resume"
@@ -148,11 +153,15 @@ def test_a_preempted_trial_resumes_exactly_where_an_uninterrupted_one_would_be(t
     assert sorted(expected) == list(range(EVAL_INTERVAL, MAX_STEP + 1, EVAL_INTERVAL))
     assert _first_reports(resumed, 2) == expected  # the same steps, the same losses, bit for bit
     assert events1[-1].value == done.value
-    attrs = [e for e in events1 if e.type == "user_attr"]
-    assert attrs and attrs[-1].value == next(e for e in _events(reference, 0) if e.type == "user_attr").value
-    # One tensor file is left, the last checkpoint's; no temporary file.
+    attrs = {e.key: e.value for e in events1 if e.type == "user_attr"}
+    assert attrs and attrs == {e.key: e.value for e in _events(reference, 0) if e.type == "user_attr"}
+    # One tensor file is left, the last checkpoint's, and the best weights; no temporary file.
     folder = resumed.local_path(LAYOUT.checkpoint_dir(0))
-    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.npz", f"torch-{MAX_STEP:09d}.npz"]
+    assert folder is not None
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["checkpoint.npz", f"torch-{MAX_STEP:09d}.npz", f"best-{attrs['best_step']:09d}.npz"]
+    )
+    assert attrs["best_weights"] == f"best-{attrs['best_step']:09d}.npz"
 
 
 # ---------------------------------------------------------------- the checkpoint helper
@@ -350,3 +359,290 @@ def test_an_evaluation_draws_the_same_numbers_and_leaves_the_training_rng_alone(
     with fixed_seed(11):
         assert (torch.rand(2).tolist(), random.random(), np.random.rand()) == inside
     assert (torch.rand(2).tolist(), random.random(), np.random.rand()) == expected
+
+
+# ---------------------------------------------------------------- checkpoints by time, the EMA, the best weights
+#
+# In-process runs of tiny_torch through the agent's trial object on a directory volume. Time is a fake
+# clock that moves SECONDS_PER_EVALUATION at each report: nothing depends on how fast this machine is.
+
+SECONDS_PER_EVALUATION = 10.0
+
+
+class _EvalClock:
+    """Monotonic seconds that move only when an evaluation is reported."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Preempted(BaseException):
+    """What a SIGTERM raises in the agent: not an Exception, so nothing in the objective swallows it."""
+
+
+class _Timed:
+    """The trial, as tiny_torch sees it: each report moves the clock; optionally preempted at a step."""
+
+    def __init__(self, trial: AgentTrial, clock: _EvalClock, preempt_at: int | None = None) -> None:
+        self._trial, self._clock, self._preempt_at = trial, clock, preempt_at
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+    def report(self, value: float, step: int) -> None:
+        self._clock.now += SECONDS_PER_EVALUATION
+        self._trial.report(value, step)
+        if step == self._preempt_at:
+            raise _Preempted
+
+
+def _tiny_trial(
+    root: Path, *, attempt: int = 0, checkpoint_seconds: float | None = None, params: dict[str, Any] | None = None,
+    space: dict[str, Any] | None = None, max_step: int = 120,
+) -> tuple[AgentTrial, list[Any]]:
+    events: list[Any] = []
+    spec = TrialSpec(
+        study=STUDY, trial=0, objective="tiny_torch", params=params or PARAMS, search_space=space or SPACE,
+        max_step=max_step, eval_interval=EVAL_INTERVAL, step_unit="update", checkpoint_seconds=checkpoint_seconds,
+    )
+    return AgentTrial(spec, attempt, DirectoryVolume(root), events.append), events
+
+
+def _reports(events: list[Any]) -> dict[int, float]:
+    return {e.step: e.value for e in events if isinstance(e, ReportEvent)}
+
+
+def _attrs(events: list[Any]) -> dict[str, Any]:
+    return {e.key: e.value for e in events if e.type == "user_attr"}
+
+
+def test_the_timer_is_due_an_interval_after_the_last_checkpoint_or_the_start() -> None:
+    clock = _EvalClock()
+    timer = CheckpointTimer(900.0, clock)
+    clock.now = 899.0
+    assert not timer.due()
+    clock.now = 900.0
+    assert timer.due()
+    timer.saved()
+    clock.now = 1700.0
+    assert not timer.due()
+    clock.now = 1800.0
+    assert timer.due()
+    every = CheckpointTimer(None, clock)
+    assert every.due()
+    every.saved()
+    assert every.due()
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="`interval` must be a positive number of seconds"):
+            CheckpointTimer(bad, clock)
+
+
+def test_the_trial_carries_the_studys_checkpoint_interval(tmp_path: Path) -> None:
+    assert _tiny_trial(tmp_path, checkpoint_seconds=900)[0].checkpoint_seconds == 900.0
+    assert _tiny_trial(tmp_path)[0].checkpoint_seconds is None
+
+
+def test_checkpoints_come_by_time_and_after_the_last_update_while_every_evaluation_is_reported(tmp_path: Path) -> None:
+    trial, events = _tiny_trial(tmp_path / "timed", checkpoint_seconds=25)
+    clock = _EvalClock()
+    tiny_torch.objective(_Timed(trial, clock), clock=clock)
+    # Evaluations at 10 s, 20 s, 30 s, ...: the first one 25 s or more after the last checkpoint checkpoints.
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == [30, 60, 90, 120]
+    assert sorted(_reports(events)) == list(range(10, 121, 10))
+
+    trial, events = _tiny_trial(tmp_path / "every")  # no checkpoint_seconds: at every evaluation, as before
+    tiny_torch.objective(trial)
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == list(range(10, 121, 10))
+
+
+def test_a_trial_preempted_between_timed_checkpoints_resumes_from_the_last_one_exactly(tmp_path: Path) -> None:
+    straight, straight_events = _tiny_trial(tmp_path / "straight", checkpoint_seconds=25)
+    clock = _EvalClock()
+    value = tiny_torch.objective(_Timed(straight, clock), clock=clock)
+
+    first, first_events = _tiny_trial(tmp_path / "resumed", checkpoint_seconds=25)
+    clock = _EvalClock()
+    with pytest.raises(_Preempted):
+        tiny_torch.objective(_Timed(first, clock, preempt_at=80), clock=clock)
+    assert max(e.step for e in first_events if isinstance(e, CheckpointEvent)) == 60
+    second, second_events = _tiny_trial(tmp_path / "resumed", attempt=1, checkpoint_seconds=25)
+    clock = _EvalClock()
+    assert tiny_torch.objective(_Timed(second, clock), clock=clock) == value
+    assert second.resume_step == 120
+    rest = _reports(second_events)
+    assert sorted(rest) == list(range(70, 121, 10))  # 70 and 80 again: the controller keeps a step's first report
+    assert rest == {step: v for step, v in _reports(straight_events).items() if step >= 70}  # bit for bit
+    assert _attrs(second_events) == _attrs(straight_events)
+
+
+def test_the_best_evaluations_weights_are_kept_and_score_the_returned_value(tmp_path: Path) -> None:
+    import torch.nn.functional as F
+
+    from objectives.digits_mlp import load_data
+
+    trial, events = _tiny_trial(tmp_path)
+    value = tiny_torch.objective(trial)
+    reports, attrs = _reports(events), _attrs(events)
+    assert value == min(reports.values()) == reports[attrs["best_step"]]
+    folder = trial.checkpoint_dir
+    assert folder is not None and attrs["best_weights"] == f"best-{attrs['best_step']:09d}.npz"
+    model = tiny_torch.build_model(64, int(PARAMS["hidden"]))
+    model.load_state_dict(read_npz(folder / attrs["best_weights"]))
+    _, _, x_val, y_val = load_data()
+    with torch.no_grad():
+        loss = F.cross_entropy(model.eval()(torch.from_numpy(x_val).float()), torch.from_numpy(y_val)).item()
+    assert loss == pytest.approx(value, rel=1e-6)
+
+
+def test_what_is_evaluated_is_the_ema(tmp_path: Path) -> None:
+    # The EMA does not feed back into training: were the online model evaluated, the EMA's decay could not
+    # change a reported value. It does: a decay of 0 makes the EMA the online model, 0.95 an average.
+    space = {**SPACE, "ema_decay": {"type": "float", "low": 0.0, "high": 0.99}}
+    values = {}
+    for decay in (0.0, 0.95):
+        trial, events = _tiny_trial(tmp_path / str(decay), params={**PARAMS, "ema_decay": decay}, space=space, max_step=30)
+        tiny_torch.objective(trial)
+        values[decay] = _reports(events)
+    assert values[0.0].keys() == values[0.95].keys() and all(values[0.0][s] != values[0.95][s] for s in values[0.0])
+
+
+def test_the_ema_starts_with_the_run_and_warms_up_like_f5_ttss() -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    assert ema_warmup_decay(0, 0.9999) == 0.0
+    assert ema_warmup_decay(1, 0.9999) == pytest.approx(1 - 2 ** (-2 / 3))
+    assert ema_warmup_decay(399, 0.9999) == pytest.approx(0.9816, abs=1e-4)  # F5's EMA 500 updates in
+    assert ema_warmup_decay(9899, 0.9999) == pytest.approx(0.9978, abs=1e-4)  # and 10,000 updates in
+    assert ema_warmup_decay(10**9, 0.9999) == 0.9999  # capped at beta
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    ema = AveragedModel(model, avg_fn=warmup_ema_avg_fn(0.9))
+    ema.update_parameters(model)
+    assert torch.equal(ema.module.weight, model.weight)  # the first update copies the online weights
+    before = ema.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update_parameters(model)
+    decay = 1 - 2 ** (-2 / 3)
+    assert torch.allclose(ema.module.weight, before * decay + model.weight * (1 - decay))
+
+
+def test_restarting_an_ema_pytorch_ema_zeroes_its_count_and_recopies_the_online_weights() -> None:
+    ema_pytorch = pytest.importorskip("ema_pytorch", reason="ema_pytorch comes with F5-TTS, in the trial image")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    ema = ema_pytorch.EMA(model, include_online_model=False)  # F5-TTS's Trainer's settings
+    ema.step.fill_(1_250_000)  # as loaded from F5-TTS's published weights
+    ema.initted.fill_(True)
+    with torch.no_grad():
+        ema.ema_model.weight.zero_()
+    restart_ema(ema)
+    assert int(ema.step) == 0 and not bool(ema.initted)
+    ema.update()
+    assert torch.equal(ema.ema_model.weight, model.weight)
+    # Its decay now follows the schedule tiny_torch's EMA uses (counted in ema_pytorch's steps after its 100 of copying).
+    for step in (150, 500, 10_000):
+        ema.step.fill_(step)
+        assert ema.get_current_decay() == pytest.approx(ema_warmup_decay(step - 101, 0.9999))
+
+
+def test_restart_ema_needs_only_the_counters() -> None:
+    class Counters:
+        step = torch.tensor(1_250_000)
+        initted = torch.tensor(True)
+
+    ema = Counters()
+    restart_ema(ema)
+    assert int(ema.step) == 0 and not bool(ema.initted)
+
+
+def test_an_evaluation_is_the_mean_over_fixed_seeds() -> None:
+    def draw() -> float:
+        return float(torch.rand(1))
+
+    expected = []
+    for seed in EVAL_SEEDS:
+        with fixed_seed(seed):
+            expected.append(draw())
+    assert len(set(expected)) == len(EVAL_SEEDS) >= 3
+    assert mean_evaluation(draw, EVAL_SEEDS) == math.fsum(expected) / len(expected) == mean_evaluation(draw, EVAL_SEEDS)
+
+
+def test_best_weights_are_copied_when_offered_and_written_at_the_next_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    trial = MemoryTrial(folder)
+    parts = _training(0)
+    model = parts["model"]
+    best = BestWeights(lambda: {k: v for k, v in model.state_dict().items() if k != "bf16"})  # NumPy has no bfloat16
+    assert best.offer(0.5, 10) and not best.offer(0.5, 20) and not best.offer(0.7, 30)
+    offered = {k: v.clone() for k, v in model.state_dict().items() if k != "bf16"}
+    _step(parts)  # the weights move on after the evaluation: the copy must not
+    record = best.save(folder)
+    ckpt.save_training_state(trial, 30, **parts, extra=record)
+    best.forget_older(folder)
+    assert record == {"best": 0.5, "best_step": 10, "best_file": "best-000000010.npz"}
+    saved = read_npz(folder / "best-000000010.npz")
+    assert saved.keys() == offered.keys() and all(torch.equal(saved[k], offered[k]) for k in offered)
+    assert best.save(folder) == record  # nothing new: nothing written again
+
+    resumed = BestWeights(lambda: model.state_dict())
+    resumed.restore(ckpt.load_training_state(trial, **_training(1)) or {})
+    assert (resumed.value, resumed.step, resumed.file) == (0.5, 10, "best-000000010.npz")
+
+
+def _write_raw(path: Path, weights: Any) -> None:
+    """Another format (as safetensors is for F5-TTS): the keeper writes whatever its writer writes."""
+    path.write_bytes(b"".join(t.detach().contiguous().view(torch.uint8).numpy().tobytes() for t in weights.values()))
+
+
+def test_an_older_best_file_goes_only_after_the_record_names_the_new_one(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    trial = MemoryTrial(folder)
+    parts = _training(0)
+    best = BestWeights(lambda: parts["model"].state_dict(), suffix=".bin", write=_write_raw)
+    best.offer(0.5, 10)
+    ckpt.save_training_state(trial, 10, **parts, extra=best.save(folder))
+    best.forget_older(folder)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*_: Any, **__: Any) -> None:
+        raise Killed
+
+    best.offer(0.4, 20)
+    original = trial.save_checkpoint
+    trial.save_checkpoint = killed  # type: ignore[method-assign]  # dies after the best file, before the record
+    with pytest.raises(Killed):
+        ckpt.save_training_state(trial, 20, **parts, extra=best.save(folder))
+    extra = ckpt.load_training_state(trial, **_training(1))
+    assert extra is not None and extra["best_file"] == "best-000000010.bin" and (folder / extra["best_file"]).is_file()
+
+    trial.save_checkpoint = original  # type: ignore[method-assign]
+    ckpt.save_training_state(trial, 20, **parts, extra=best.save(folder))
+    best.forget_older(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["best-000000020.bin", "torch-000000020.npz"]
+
+
+def test_without_a_local_folder_the_best_weights_ride_in_the_checkpoint() -> None:
+    trial = MemoryTrial(None)
+    parts = _training(0)
+    best = BestWeights(lambda: parts["model"].state_dict())
+    best.offer(0.5, 10)
+    ckpt.save_training_state(trial, 10, **parts, extra=best.save(None))
+    resumed = BestWeights(lambda: parts["model"].state_dict())
+    resumed.restore(ckpt.load_training_state(trial, **_training(1)) or {})
+    record = resumed.save(None)
+    assert record["best_file"] == "" and record["best_step"] == 10
+    weights = record["best_weights"]
+    assert all(torch.equal(weights[k], v) for k, v in parts["model"].state_dict().items())
+
+
+def test_npz_weights_refuse_a_dtype_numpy_lacks_by_name(tmp_path: Path) -> None:
+    from objectives._best_weights import write_npz
+
+    with pytest.raises(TypeError, match="'half' is torch.bfloat16, which NumPy lacks; write safetensors"):
+        write_npz(tmp_path / "w.npz", {"full": torch.ones(2), "half": torch.ones(2, dtype=torch.bfloat16)})

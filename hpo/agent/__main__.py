@@ -18,10 +18,12 @@ import sys
 import traceback
 from collections.abc import Mapping
 
+from hpo.agent._job import run_job_worker
 from hpo.agent._output import redirect_output
 from hpo.agent._runner import EXIT_ERROR, EXIT_PREEMPTED, AttemptAddress, Preempted, run_attempt
 from hpo.backends import worker_hook
 from hpo.errors import HpoError
+from hpo.jobs import JOB_ENV
 from hpo.layout import StudyLayout
 from hpo.volume import open_volume
 
@@ -31,6 +33,8 @@ log = logging.getLogger("hpo.agent")
 def main() -> int:
     """Run the attempt, then (where its backend says so) end the worker; return the exit code."""
     env = dict(os.environ)
+    if env.get(JOB_ENV):  # a one-off job's worker (`hpo job`), not a trial's
+        return run_job_worker(env)
     logging.basicConfig(level=logging.INFO, format="hpo.agent: %(message)s", stream=sys.stderr)
     try:
         code = _attempt(env)

@@ -24,6 +24,12 @@ Contracts, as the controller relies on them:
   the next launch may cost at most, and :meth:`Backend.billed_usd` what the
   provider actually charged, for the reconciliation at the end of a run.
 
+* One-off jobs (``hpo job``): :meth:`Backend.launch_job` starts a worker for
+  a job, named apart from trial workers so that :meth:`Backend.list_live`
+  never lists it; :meth:`Backend.list_jobs` and :meth:`Backend.terminate_job`
+  find and end it. A backend that cannot run jobs keeps the defaults, which
+  refuse in one line.
+
 The words shared with the cost meter (:class:`~hpo.workers.AttemptRef`,
 :class:`~hpo.workers.WorkerHandle`, :class:`~hpo.workers.Billing`) live in
 :mod:`hpo.workers`, below both packages.
@@ -35,6 +41,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from hpo.cost import PriceBook
+from hpo.errors import BackendError
+from hpo.jobs import JobRequest, JobWorker
 from hpo.workers import AttemptRef, WorkerHandle
 
 
@@ -103,6 +111,23 @@ class Backend(ABC):
         read: the default, for a backend whose workers cost nothing).
         """
         return {}
+
+    def launch_job(self, request: JobRequest) -> JobWorker:
+        """Start a worker for one-off job ``request.job_id`` and return without waiting for it to run.
+
+        The worker runs ``python -m hpo.agent`` with :func:`hpo.jobs.job_env`
+        (never a trial's variables) and the study's volume, and is named so
+        that :meth:`list_live` never counts it. Default: this backend runs no jobs.
+        """
+        raise BackendError(f"the {self.name} backend cannot run one-off jobs")
+
+    def list_jobs(self) -> list[JobWorker]:
+        """Every job worker of the study the provider still lists (live, or dead but not yet terminated)."""
+        return []
+
+    def terminate_job(self, worker: JobWorker) -> None:
+        """Stop a job's worker now; silently succeed if it is already gone."""
+        raise BackendError(f"the {self.name} backend cannot run one-off jobs")
 
     def close(self) -> None:  # noqa: B027  a hook with nothing to release by default, not an abstract method
         """Release clients and files; live workers stay alive (the next controller adopts them)."""

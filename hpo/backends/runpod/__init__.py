@@ -3,7 +3,7 @@
 Offers the client of RunPod's API (:class:`RunPodApi`, the only code that
 reads RunPod's JSON, and its types :class:`Pod`, :class:`PodRequest`,
 :class:`GpuPrice`), :class:`RunPodBackend` (launch, list, terminate pods named
-by :func:`pod_name`), its keys in studies.yaml (:class:`RunPodCompute`,
+by :func:`pod_name`; one-off jobs' pods by :func:`job_pod_name`), its keys in studies.yaml (:class:`RunPodCompute`,
 :class:`RunPodVolume`), what the agent does inside a pod (:func:`end_pod`,
 :func:`terminate_self`), and ``PLUGIN``, what the registry knows of it.
 """
@@ -19,7 +19,15 @@ from hpo.backends.runpod._api import (
     RunPodApi,
     is_capacity_message,
 )
-from hpo.backends.runpod._backend import RunPodBackend, parse_pod_name, pod_env, pod_name, spot_deadline_seconds
+from hpo.backends.runpod._backend import (
+    RunPodBackend,
+    job_pod_name,
+    parse_job_pod_name,
+    parse_pod_name,
+    pod_env,
+    pod_name,
+    spot_deadline_seconds,
+)
 from hpo.backends.runpod._config import RunPodCompute, RunPodVolume
 from hpo.backends.runpod._in_pod import GRAPHQL_WAY, REST_WAY, end_pod, in_pod, terminate_self
 from hpo.backends.runpod._plugin import PLUGIN
@@ -40,6 +48,8 @@ __all__ = [
     "end_pod",
     "in_pod",
     "is_capacity_message",
+    "job_pod_name",
+    "parse_job_pod_name",
     "parse_pod_name",
     "pod_env",
     "pod_name",

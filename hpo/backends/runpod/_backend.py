@@ -52,6 +52,14 @@ Every handle carries what its pod costs (:class:`~hpo.workers.Billing`): the pod
 bills it. Prices from RunPod's catalog (cached, or the shipped table when the
 API cannot be reached) serve only where a pod does not state its cost, and to
 say what the next launch may cost (:meth:`launch_rate`) before it exists.
+
+One-off jobs (``hpo job``) run on pods named ``hpojob-<study>-<job id>``
+(:func:`job_pod_name`), which :func:`parse_pod_name` never matches: the
+controller, ``hpo status`` and ``hpo cleanup`` leave them alone. A job's pod
+is on-demand (a preempted job would start over), of the study's image, GPU
+types (or those ``hpo job --gpu`` names), data center and volume; its
+environment is :func:`hpo.jobs.job_env`, and it terminates itself when the
+command exits, as a trial's pod does.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ from hpo.backends.runpod._api import (
     by_age,
 )
 from hpo.backends.runpod._config import RunPodCompute, RunPodVolume
+from hpo.backends.runpod._ids import GPU_TYPE_IDS, GPU_VENDOR_PREFIXES
+from hpo.config import hint
 from hpo.cost import PriceBook, load_price_book, price_cache_file
 from hpo.errors import (
     BackendError,
@@ -83,6 +93,7 @@ from hpo.errors import (
     PoolDeniedError,
     RequestRejectedError,
 )
+from hpo.jobs import JobRequest, JobWorker, is_job_id, job_env
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
 from hpo.workers import AttemptRef, Billing, WorkerHandle
@@ -98,16 +109,19 @@ SPOT_DEADLINE_PER_STEP_S = 600.0
 SPOT_DEADLINE_MAX_S = 7 * 24 * 3600.0
 
 
-def spot_deadline_seconds(max_trial_seconds: float | None, max_step: int) -> float:
+def spot_deadline_seconds(max_trial_seconds: float | None, max_step: int | None) -> float:
     """How long after its creation RunPod itself ends a spot pod (``terminateAfter``), for a study.
 
     With ``budget.max_trial_seconds``: that plus 30 minutes (the controller
     stops the attempt first; RunPod's deadline is for when no controller is
     alive). Without it, a generous bound from the fidelity: 6 hours plus 10
-    minutes per step of ``fidelity.max_step``; either way at most 7 days.
+    minutes per step of ``fidelity.max_step``; either way at most 7 days (the
+    7 days when the study declares neither: a trial's length is unknown).
     """
     if max_trial_seconds is not None:
         bound = max_trial_seconds + SPOT_DEADLINE_SLACK_S
+    elif max_step is None:
+        bound = SPOT_DEADLINE_MAX_S
     else:
         bound = SPOT_DEADLINE_BASE_S + SPOT_DEADLINE_PER_STEP_S * max_step
     return min(SPOT_DEADLINE_MAX_S, bound)
@@ -126,6 +140,22 @@ def parse_pod_name(study: str, name: str) -> AttemptRef | None:
     """The attempt a pod of ``study`` runs, or None for any other pod."""
     match = re.fullmatch(rf"hpo-{re.escape(study)}-(\d+)-(\d+)", name)
     return AttemptRef(int(match.group(1)), int(match.group(2))) if match else None
+
+
+JOB_POD_PREFIX = "hpojob-"
+"""Job pods' names start so; trial pods' with ``hpo-``, so neither is ever read as the other."""
+
+
+def job_pod_name(study: str, job_id: str) -> str:
+    """The name of one-off job ``job_id``'s pod: ``hpojob-<study>-<job id>``."""
+    return f"{JOB_POD_PREFIX}{study}-{job_id}"
+
+
+def parse_job_pod_name(study: str, name: str) -> str | None:
+    """The job a pod of ``study`` runs, or None for any other pod (a trial's, another study's)."""
+    prefix = f"{JOB_POD_PREFIX}{study}-"
+    job_id = name[len(prefix) :] if name.startswith(prefix) else None
+    return job_id if is_job_id(job_id) else None
 
 
 def pod_env(study: str, ref: AttemptRef, mount_path: str) -> dict[str, str]:
@@ -510,6 +540,69 @@ class RunPodBackend(Backend):
             return False
         self._terminated.add(pod_id)
         return True
+
+    # -- one-off jobs ---------------------------------------------------------------------
+
+    def launch_job(self, request: JobRequest) -> JobWorker:
+        """An on-demand pod for job ``request.job_id``, trying its GPU types in order (the study's by default).
+
+        A sold-out or denied type is skipped, as for trials; when every one
+        failed, :class:`CapacityError` lists why. Never spot: a preempted job
+        would have to start over.
+        """
+        gpu_types = request.gpu_types or tuple(self._compute.gpu_types)
+        for gpu_type in gpu_types:
+            if gpu_type not in GPU_TYPE_IDS:
+                raise ConfigError(
+                    f"study {self._study!r}: --gpu: unknown GPU type {gpu_type!r}"
+                    f"{hint(gpu_type, sorted(GPU_TYPE_IDS), tails=GPU_VENDOR_PREFIXES, listing=None)}"
+                )
+        gpu_count = request.gpu_count or self._compute.gpu_count
+        name = job_pod_name(self._study, request.job_id)
+        registry_id = self.registry_auth_id()
+        failed: list[str] = []
+        for gpu_type in gpu_types:
+            pod_request = PodRequest(
+                name=name,
+                image=self._compute.image,
+                gpu_type=gpu_type,
+                gpu_count=gpu_count,
+                data_center_ids=self.data_centers,
+                cuda_versions=tuple(self._compute.cuda_versions or ()),
+                container_disk_gb=self._compute.container_disk_gb,
+                volume_id=self._volume_config.id,
+                mount_path=self._volume_config.mount_path,
+                env=job_env(self._study, request.job_id, self._volume_config.mount_path),
+                registry_auth_id=registry_id,
+            )
+            try:
+                pod = self._api.create_pod(pod_request)
+            except (CapacityError, PoolDeniedError) as exc:
+                failed.append(f"{gpu_type}: {exc.detail or exc}")
+                continue
+            except RequestRejectedError as exc:
+                raise RequestRejectedError(
+                    f"study {self._study!r}: RunPod refused to create job pod {name} ({gpu_type}): {exc.detail or exc}",
+                    method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
+                ) from None
+            return self._job_worker(request.job_id, pod)
+        raise CapacityError(f"study {self._study!r}: no pod for job {request.job_id}: {'; '.join(failed)}")
+
+    def list_jobs(self) -> list[JobWorker]:
+        """The study's job pods RunPod lists, live or exited, oldest first (one ``GET /v2/pods``)."""
+        workers = []
+        for pod in sorted(self._api.list_pods(), key=by_age):
+            job_id = parse_job_pod_name(self._study, pod.name)
+            if job_id is not None and pod.status != "terminated":
+                workers.append(self._job_worker(job_id, pod))
+        return workers
+
+    def terminate_job(self, worker: JobWorker) -> None:
+        self._terminate_id(worker.id)
+
+    def _job_worker(self, job_id: str, pod: Pod) -> JobWorker:
+        detail = {"pod_id": pod.id, "gpu_type": pod.gpu_type, "cost_per_hr": pod.cost_per_hr, "pod_status": pod.status}
+        return JobWorker(job_id, pod.id, pod.status, pod.status in _LIVE, detail)
 
     def close(self) -> None:
         self._api.close()
