@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator
@@ -212,6 +213,9 @@ Event = Annotated[
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
+#: What one read of an event file gave: its bytes, None (no such file), or the volume's refusal.
+_Read = bytes | VolumeEscapeError | None
+
 #: Events after which an attempt has nothing more to say.
 FINAL_TYPES = frozenset({"done", "pruned", "error", "preempted", "stopped", "interrupted"})
 
@@ -343,32 +347,81 @@ class EventTail:
         """Read and return the events appended since the last poll (at most :data:`MAX_POLL_BYTES` of them).
 
         ``known_size`` (from a batched :meth:`Volume.sizes`) lets the caller
-        skip the read when the file has not grown.
+        skip the read when the file has not grown. :meth:`poll_many` polls
+        many tails with their first reads in flight at once.
         """
-        if known_size is not None and known_size <= self.offset:
+        if not self.grown(known_size):
             self.warn()  # garbage held back by the interval is still told, once it has passed
             return []
+        return self._consume(self._fetch())
+
+    def grown(self, known_size: int | None) -> bool:
+        """Whether a poll told ``known_size`` has anything to read (an unknown size may have)."""
+        return known_size is None or known_size > self.offset
+
+    def _fetch(self) -> _Read:
+        """One ranged read from the first byte not consumed; it changes nothing in the tail (thread-safe)."""
+        try:
+            return self.volume.read_range(self.key, self.offset, READ_CHUNK)
+        except VolumeNotFoundError:
+            return None
+        except VolumeEscapeError as exc:
+            return exc
+
+    def _consume(self, read: _Read) -> list[Event]:
+        """Feed ``read`` (what :meth:`_fetch` returned), then read on while whole chunks keep coming."""
         events: list[Event] = []
         budget = MAX_POLL_BYTES
         self.behind = False
         while True:
-            try:
-                data = self.volume.read_range(self.key, self.offset, READ_CHUNK)
-            except VolumeNotFoundError:
-                break
-            except VolumeEscapeError as exc:
-                self._refused(str(exc))
+            if read is None:
+                break  # no file (yet)
+            if isinstance(read, VolumeEscapeError):
+                self._refused(str(read))
                 break
             before = self.offset
-            events.extend(self.feed(data))
-            budget -= len(data)
-            if len(data) < READ_CHUNK or self.offset == before:
+            events.extend(self.feed(read))
+            budget -= len(read)
+            if len(read) < READ_CHUNK or self.offset == before:
                 break  # the end of the file (or a torn last line: the rest comes later)
             if budget <= 0:
                 self.behind = True  # more to read: the next poll goes on from here
                 break
+            read = self._fetch()
         self.warn()
         return events
+
+    @staticmethod
+    def poll_many(
+        tails: Sequence[EventTail], sizes: Mapping[str, int | None], *, workers: int | None = None
+    ) -> list[list[Event]]:
+        """Poll every tail, as ``tail.poll(sizes.get(tail.key))`` one after another would, with the reads side by side.
+
+        Each grown file's first read (usually its only one: :data:`READ_CHUNK`
+        holds a poll's events) is in flight with up to ``workers`` others (default:
+        the volume's :attr:`~hpo.volume.Volume.read_concurrency`), so a poll of 100
+        grown files over S3 pays a few round trips, not 100. The bytes are then
+        fed to the tails one by one in this thread, in order: if any read fails,
+        it raises before a single tail has moved, and no event is consumed
+        without being returned.
+
+        Returns:
+            The events of each tail, in the order of ``tails``.
+        """
+        grown = {id(tail): tail for tail in tails if tail.grown(sizes.get(tail.key))}
+        if workers is None:
+            workers = max((tail.volume.read_concurrency for tail in grown.values()), default=1)
+        reads: dict[int, _Read]
+        if workers > 1 and len(grown) > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, len(grown))) as pool:
+                reads = dict(zip(grown, pool.map(EventTail._fetch, grown.values()), strict=True))
+        else:
+            reads = {ident: tail._fetch() for ident, tail in grown.items()}
+        # A tail given twice is read once: its second turn polls on from where the first left it.
+        return [
+            tail._consume(reads.pop(id(tail))) if id(tail) in reads else tail.poll(sizes.get(tail.key))
+            for tail in tails
+        ]
 
     def _refused(self, reason: str) -> None:
         """The file is a symlink out of the volume: read nothing from it, and say so once."""

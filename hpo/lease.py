@@ -1,10 +1,12 @@
 """One controller per study: a lease file on the volume.
 
 ``hpo/<study>/lease.json`` names the holder (a random id, host, pid) and an
-expiry that the holder pushes forward every poll cycle. A second controller
-that finds a live lease is refused with a message naming the holder; a lease
-past its expiry, or held by a dead process on this very host, is stale and is
-taken over.
+expiry that the holder pushes forward every :data:`RENEW_FRACTION` of its TTL
+(a poll cycle calls :meth:`Lease.renew`, which reads and writes the file only
+when a renewal is due: over S3 a GET and a PUT every 20 s of a 60 s TTL, not
+every poll). A second controller that finds a live lease is refused with a
+message naming the holder; a lease past its expiry, or held by a dead process
+on this very host, is stale and is taken over.
 
 The volume offers no compare-and-swap, so taking a lease is write-then-read-back
 after a short settle delay: of two controllers racing for a stale lease, the
@@ -17,6 +19,15 @@ writer takes a newer epoch when it opens the journal (after the lease), and the
 one that opened earlier is stopped by :class:`~hpo.errors.JournalFencedError`
 at its next flush, before it acts (see :mod:`hpo.journal._backend`). The lease
 stays the polite, named refusal of the ordinary case.
+
+Renewing at a third of the TTL keeps two thirds of it in hand: a live
+controller's lease lapses only if one poll cycle stalls for more than two
+thirds of the TTL (40 s of 60; renewing every poll allowed all 60), and a
+controller whose lease was taken over learns of it at its next renewal, at
+most a third of the TTL later. Meanwhile the journal's fence, checked at every
+flush whether a renewal was due or not, keeps it from acting: the new holder
+took a newer epoch when it opened the journal, so the old one's next flush
+raises before its next act. Deciding who may start is all the lease ever did.
 
 The lease file is on a volume every pod can write, so what it claims is
 bounded where it is read: an expiry that is not a finite number, or lies more
@@ -47,6 +58,8 @@ from hpo.volume import Volume
 
 log = logging.getLogger(__name__)
 
+#: A lease is renewed once this fraction of its TTL has passed since it was last written.
+RENEW_FRACTION = 1 / 3
 #: How far beyond a fresh lease's expiry (now + TTL) a lease may claim to run (clock skew between hosts included).
 MAX_LEASE_AHEAD = 86_400.0
 #: The largest pid a lease may name (no system hands out larger ones).
@@ -151,6 +164,7 @@ class Lease:
         self._settle = settle
         self.id = uuid.uuid4().hex
         self.held = False
+        self._written_at: float | None = None  # when this process last wrote the lease (its clock)
 
     def current(self) -> LeaseHolder | None:
         """The lease as recorded on the volume, or None."""
@@ -182,8 +196,18 @@ class Lease:
             raise LeaseError(f"study {self._study!r}: lost the race for its lease to {who}")
         self.held = True
 
-    def renew(self) -> None:
-        """Push the expiry forward; raise :class:`LeaseError` if another controller took over."""
+    def renew(self, *, force: bool = False) -> None:
+        """Push the expiry forward when a renewal is due; raise :class:`LeaseError` if another controller took over.
+
+        A renewal is due once :data:`RENEW_FRACTION` of the TTL has passed since
+        this process last wrote the lease (or its clock went back); before that
+        it costs nothing, so a poll cycle may call it every time. ``force``
+        renews now.
+        """
+        now = self._clock()
+        last = self._written_at
+        if not force and last is not None and 0 <= now - last < self._ttl * RENEW_FRACTION:
+            return
         holder = self.current()
         if holder is not None and holder.id != self.id:
             self.held = False
@@ -200,7 +224,9 @@ class Lease:
         self.held = False
 
     def _write(self) -> None:
+        now = self._clock()
         self._volume.write_json(
             self._key,
-            {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "expires_at": self._clock() + self._ttl},
+            {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "expires_at": now + self._ttl},
         )
+        self._written_at = now

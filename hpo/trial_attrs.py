@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 ATTR_ATTEMPTS = "attempts"  # attempts launched so far; the current one is attempts - 1
 ATTR_PREEMPTIONS = "preemptions"
 ATTR_ERROR = "error"
+# Once written after every report, which doubled the journal; no longer written. Readers take
+# the last step from the intermediate values (``max(steps)``), which old studies have too; the
+# key stays reserved, so an objective cannot put something else under it.
 ATTR_LAST_STEP = "last_step"
 ATTR_CPU_SECONDS = "cpu_seconds"  # CPU time the trial's processes used (local backend)
 ATTR_QUEUED = "queued"  # True while the current attempt waits for capacity

@@ -63,6 +63,42 @@ def test_lease_of_a_dead_process_on_this_host_is_stale_at_once(volume: Volume) -
     assert lease.held
 
 
+def test_a_lease_is_renewed_every_third_of_its_ttl_not_every_poll(volume: Volume) -> None:
+    clock = FakeClock()
+    lease = _lease(volume, clock)
+    lease.acquire()
+    start = clock.now
+    for _ in range(19):  # polls a second apart: nothing due, nothing read or written
+        clock.now += 1
+        lease.renew()
+    assert volume.read_json("hpo/demo/lease.json")["expires_at"] == start + 60
+    clock.now += 1  # a third of the TTL since the last write
+    lease.renew()
+    assert volume.read_json("hpo/demo/lease.json")["expires_at"] == start + 80
+    clock.now += 5
+    lease.renew(force=True)
+    assert volume.read_json("hpo/demo/lease.json")["expires_at"] == start + 85
+    clock.now -= 30  # the wall clock stepped back: renew at once rather than trust the interval
+    lease.renew()
+    assert volume.read_json("hpo/demo/lease.json")["expires_at"] == start + 55
+
+
+def test_a_lease_taken_over_stops_its_old_holder_at_its_next_renewal(volume: Volume) -> None:
+    clock = FakeClock()
+    lease = _lease(volume, clock)
+    lease.acquire()
+    taker = {"id": "another", "host": "elsewhere", "pid": 4242, "expires_at": clock.now + 60}
+    volume.write_json("hpo/demo/lease.json", taker)  # as a controller that found it stale would
+    clock.now += 10
+    lease.renew()  # not due: nothing read; the journal's fence guards every act meanwhile
+    assert lease.held
+    clock.now += 10
+    with pytest.raises(LeaseError, match="taken over by pid 4242 on elsewhere"):
+        lease.renew()
+    assert not lease.held
+    assert volume.read_json("hpo/demo/lease.json") == taker  # and it never wrote over the new holder
+
+
 def test_release_removes_only_our_own_lease(volume: Volume) -> None:
     clock = FakeClock()
     lease = _lease(volume, clock)

@@ -146,25 +146,46 @@ def test_big_writes_go_multipart_and_round_trip(bucket: str, moto_s3: str) -> No
     assert volume.requests == {"PutObject": 1}
 
 
-def test_sizes_of_200_event_files_cost_one_listing(bucket: str, moto_s3: str) -> None:
-    volume = S3Volume(bucket, endpoint_url=moto_s3)
+def test_sizes_of_200_event_files_cost_listings_side_by_side(bucket: str, proxy: FaultProxy) -> None:
+    volume = S3Volume(bucket, endpoint_url=proxy.url)
     keys = [f"hpo/demo/trials/{n}/attempts/0/events.jsonl" for n in range(200)]
     for n, key in enumerate(keys):
         volume.write_bytes(key, b"x" * n)
     volume.write_bytes("hpo/demo/trials/7/attempts/0/checkpoint.bin", b"not asked for")
     volume.requests.clear()
-    sizes = volume.sizes([*keys, "hpo/demo/trials/999/attempts/0/events.jsonl"])
-    assert volume.requests == {"ListObjectsV2": 1}
-    assert sizes == {**{key: n for n, key in enumerate(keys)}, "hpo/demo/trials/999/attempts/0/events.jsonl": None}
+    missing = "hpo/demo/trials/999/attempts/0/events.jsonl"
+    sizes = volume.sizes([*keys, missing])
+    assert volume.requests == {"ListObjectsV2": 3}  # 201 keys: three listings of 67, side by side
+    assert sizes == {**{key: n for n, key in enumerate(keys)}, missing: None}
+    listings = [r for r in proxy.requests if r.query.get("list-type") == ["2"]]
+    # Each starts just before its first key (a prefix of it), none after a continuation token.
+    assert all(r.query["start-after"][0] + "l" in keys or r.query["start-after"][0] + "l" == missing for r in listings)
+    assert not any("continuation-token" in r.query for r in listings)
 
 
-def test_sizes_of_keys_in_no_common_folder_fall_back_to_heads(bucket: str, moto_s3: str) -> None:
+def test_sizes_of_keys_in_no_common_folder_are_one_listing_of_what_lies_between(bucket: str, moto_s3: str) -> None:
     volume = S3Volume(bucket, endpoint_url=moto_s3)
     volume.write_bytes("a/1", b"1")
     volume.write_bytes("b/22", b"22")
     volume.requests.clear()
-    assert volume.sizes(["a/1", "b/22"]) == {"a/1": 1, "b/22": 2}
-    assert volume.requests == {"HeadObject": 2}
+    assert volume.sizes(["b/22", "a/1", "a/1"]) == {"b/22": 2, "a/1": 1}
+    assert volume.requests == {"ListObjectsV2": 1}
+    assert volume.sizes([]) == {}
+
+
+def test_sizes_jump_over_what_lies_between_distant_keys(bucket: str, moto_s3: str) -> None:
+    """A page that ends before the next key asked for is followed by a listing that starts at that key."""
+    volume = S3Volume(bucket, endpoint_url=moto_s3)
+    admin = admin_client(moto_s3)
+    for n in range(150):  # more objects between the two keys than a page of sizes() asks for
+        admin.put_object(Bucket=bucket, Key=f"t/m/{n:03d}", Body=b"")
+    volume.write_bytes("t/a/events.jsonl", b"a")
+    volume.write_bytes("t/z/events.jsonl", b"zz")
+    volume.requests.clear()
+    assert volume.sizes(["t/a/events.jsonl", "t/z/events.jsonl", "t/q/events.jsonl"]) == {
+        "t/a/events.jsonl": 1, "t/z/events.jsonl": 2, "t/q/events.jsonl": None
+    }
+    assert volume.requests == {"ListObjectsV2": 2}  # never a page through the 150 between
 
 
 def test_read_from_is_one_ranged_get(bucket: str, proxy: FaultProxy) -> None:
@@ -218,6 +239,35 @@ def test_a_repeated_continuation_token_is_retried(bucket: str, proxy: FaultProxy
     assert [entry[3] for entry in proxy.log if "list-type" in entry[2]] == [200, 200, 200]
 
 
+def test_a_server_that_ignores_start_after_gets_heads_of_the_live_keys(
+    bucket: str, moto_s3: str, proxy: FaultProxy
+) -> None:
+    """Walking a listing that always starts at the top would page through the whole history, every poll."""
+    volume = S3Volume(bucket, endpoint_url=proxy.url)
+    admin = admin_client(moto_s3)
+    for n in range(5):
+        admin.put_object(Bucket=bucket, Key=f"t/{n}/events.jsonl", Body=b"x" * n)
+
+    def from_the_top(request: ProxyRequest) -> Reply | None:
+        if "start-after" not in request.query:
+            return None
+        query = {k: v[0] for k, v in request.query.items() if k != "start-after"}
+        listing = admin.list_objects_v2(Bucket=bucket, Prefix=query["prefix"], MaxKeys=int(query["max-keys"]))
+        body = "".join(f"<Contents><Key>{o['Key']}</Key><Size>{o['Size']}</Size></Contents>" for o in listing["Contents"])
+        truncated = str(listing["IsTruncated"]).lower()
+        xml = f'<?xml version="1.0"?><ListBucketResult><IsTruncated>{truncated}</IsTruncated>{body}</ListBucketResult>'
+        return Reply(200, xml.encode(), {"Content-Type": "application/xml"})
+
+    proxy.rule = from_the_top
+    keys = ["t/3/events.jsonl", "t/4/events.jsonl", "t/9/events.jsonl"]
+    expected = {"t/3/events.jsonl": 3, "t/4/events.jsonl": 4, "t/9/events.jsonl": None}
+    assert volume.sizes(keys) == expected
+    assert volume.requests == {"ListObjectsV2": 1, "HeadObject": 3, "HeadBucket": 1}  # noticed at its first answer
+    volume.requests.clear()
+    assert volume.sizes(keys) == expected
+    assert volume.requests == {"HeadObject": 3}  # and remembered
+
+
 def test_prefix_maps_keys_under_a_folder_of_the_bucket(bucket: str, moto_s3: str) -> None:
     volume = S3Volume(bucket, endpoint_url=moto_s3, prefix="/studies/")
     assert volume.url == f"s3://{bucket}/studies"
@@ -225,6 +275,8 @@ def test_prefix_maps_keys_under_a_folder_of_the_bucket(bucket: str, moto_s3: str
     stored = admin_client(moto_s3).list_objects_v2(Bucket=bucket)["Contents"]
     assert [obj["Key"] for obj in stored] == ["studies/demo/spec.json"]
     assert [info.key for info in volume.list("demo")] == ["demo/spec.json"]
+    admin_client(moto_s3).put_object(Bucket=bucket, Key="demo/spec.json", Body=b"outside the prefix")
+    assert volume.sizes(["demo/spec.json", "demo/x.json"]) == {"demo/spec.json": 2, "demo/x.json": None}
 
 
 def test_open_volume_takes_an_s3_url_with_endpoint_and_region(bucket: str, moto_s3: str) -> None:

@@ -56,12 +56,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.backends import AttemptRef, Backend, WorkerHandle
+from hpo.code import load_search_space, sample_search_space
 from hpo.config import StudyConfig
 from hpo.controller import _recovery
 from hpo.controller._costs import CostKeeper
@@ -69,18 +74,24 @@ from hpo.controller._fleet import Fleet
 from hpo.controller._progress import ProgressSink, StudyTally
 from hpo.controller._pruning import may_ask, prune_order, should_prune
 from hpo.controller._runs import RunSummary, TrialRun
-from hpo.errors import ApiUnavailableError, BalanceError, CapacityError, JournalFencedError, LaunchUnknownError
+from hpo.errors import (
+    ApiUnavailableError,
+    BalanceError,
+    CapacityError,
+    JournalFencedError,
+    LaunchUnknownError,
+    ObjectiveError,
+)
 from hpo.events import Event, EventTail, FinalEvent
 from hpo.journal import StudyStorage
 from hpo.layout import StudyLayout
 from hpo.lease import Lease
-from hpo.spec import TrialSpec
+from hpo.spec import TrialSpec, declaration
 from hpo.trial_attrs import (
     ATTR_ATTEMPTS,
     ATTR_BUDGET_STOPS,
     ATTR_ERROR,
     ATTR_INTERRUPTION,
-    ATTR_LAST_STEP,
     ATTR_PREEMPTIONS,
     ATTR_QUEUED,
     int_attr,
@@ -156,6 +167,7 @@ class Controller:
         self.costs = CostKeeper(config, storage, backend, clock=clock, wall_clock=wall_clock, dashboard_plot=dashboard_plot)
         self._stopped_now: set[AttemptRef] = set()  # workers the budget stop terminated in this cycle
         self._failure_streak: tuple[str | None, int] = (None, 0)  # the last failure's error, and how many in a row
+        self._search_space: Callable[[Any], object] | None = None  # a define-by-run study's, loaded by begin()
 
     # -- the run ------------------------------------------------------------------------
 
@@ -184,12 +196,14 @@ class Controller:
             self.costs.save_on_the_way_out(self._running_ids())
             raise
         finally:
-            if not fenced:
-                self.storage.flush()
-            self.progress.stop(self.tally)
-            self.backend.close()
-            if not fenced:
-                self.lease.release()
+            try:
+                if not fenced:
+                    self.storage.flush()  # may fail (the volume is down): the rest still happens
+            finally:
+                self.progress.stop(self.tally)
+                self.backend.close()
+                if not fenced:
+                    self.lease.release()
         return self.summary(self.clock() - started)
 
     def begin(self) -> None:
@@ -198,6 +212,9 @@ class Controller:
         :meth:`run` calls it first; tests call it, then :meth:`cycle`, one poll at a time.
         """
         self.lease.acquire()
+        if self.config.space_source == "search_space":
+            # Before the study changes: a module that cannot give its space stops the run at once.
+            self._search_space = load_search_space(self._objectives, self.config.objective)
         self.study = optuna.create_study(
             study_name=self.config.name,
             storage=self.storage.optuna,
@@ -206,6 +223,11 @@ class Controller:
             direction=self.config.direction,
             load_if_exists=True,
         )
+        if self.study.metric_names != [self.config.metric]:
+            # optuna-dashboard then says "val_loss", not "Objective 0". Experimental in Optuna; stable enough.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                self.study.set_metric_names([self.config.metric])
         self.storage.flush()
         self.costs.load(self.study)
         live = self.fleet.wait_for_listing(self.lease.renew)
@@ -230,6 +252,10 @@ class Controller:
             self.fleet.settle_extras()
         sizes = self.volume.sizes([run.tail.key for run in self.runs.values()] + self.costs.following())
         self.costs.drain(live, sizes)
+        # Read the event files of every run the loop below polls at once (over S3, a round trip or
+        # two for all, not one each). Only those: a read taken here is applied there, never dropped.
+        polled = [run for run in self.runs.values() if run.queued_until is None and (live is None or not run.unconfirmed)]
+        batches = dict(zip((run.number for run in polled), EventTail.poll_many([run.tail for run in polled], sizes), strict=True))
         for run in list(self.runs.values()):
             if run.queued_until is not None:
                 if live is not None and not self.launch_stopped and self.clock() >= run.queued_until:
@@ -237,7 +263,7 @@ class Controller:
                 continue
             if live is None:
                 # Nobody can say which workers live: apply what they wrote, decide nothing about their end.
-                self._apply_batch(run, run.tail.poll(sizes.get(run.tail.key)))
+                self._apply_batch(run, batches.pop(run.number) if run.number in batches else run.tail.poll(sizes.get(run.tail.key)))
                 continue
             if run.unconfirmed and not self._confirm_launch(run, live):
                 continue
@@ -246,7 +272,7 @@ class Controller:
                 # Told to stop but still listed (launched just before the stop, or slow to die): again.
                 self.backend.terminate(run.handle)
                 self.costs.ended(run.ref)
-            self._apply_batch(run, run.tail.poll(sizes.get(run.tail.key)))
+            self._apply_batch(run, batches.pop(run.number) if run.number in batches else run.tail.poll(sizes.get(run.tail.key)))
             if not run.finished and run.handle is not None:
                 self._enforce_time_limit(run)
             if not run.finished and run.handle is None:
@@ -318,7 +344,8 @@ class Controller:
             run.reported.add(event.step)
             if run.last_step is None or event.step >= run.last_step:
                 run.last_step, run.last_value = event.step, event.value
-            storage.set_trial_user_attr(run.trial_id, ATTR_LAST_STEP, run.last_step)
+            # No `last_step` attribute: readers take the highest intermediate value's step, and
+            # writing it after every report doubled the journal (see hpo.trial_attrs).
         elif event.type == "user_attr":
             if is_reserved(event.key):
                 # A pod may write anything into its event file: our bookkeeping is not its to change.
@@ -396,12 +423,24 @@ class Controller:
         values = [value] if state == TrialState.COMPLETE and value is not None else None
         # A told trial's attributes are frozen: its cost as of now goes in first (the records,
         # which stay writable, follow the worker to its end and the bill).
-        if not self.storage.optuna.get_trial(run.trial_id).state.is_finished():
+        told_before = self.storage.optuna.get_trial(run.trial_id).state.is_finished()
+        if not told_before:
             self.costs.write_trial_attrs(run.number, run.trial_id)
         self._study.tell(run.number, state=state, values=values, skip_if_finished=True)
         self.storage.flush()
         run.finished = True
         del self.runs[run.number]
+        tally = self.tally
+        # The tally counts as trials finish (a poll never rescans the history). Before its first
+        # look (adoption in begin()), that look counts this trial; one told before was counted then.
+        if tally.started_at is not None and not told_before:
+            tally.complete += state == TrialState.COMPLETE
+            tally.pruned += state == TrialState.PRUNED
+            tally.failed += state == TrialState.FAIL
+            if state == TrialState.COMPLETE and value is not None and math.isfinite(value):
+                best = tally.best_value
+                if best is None or (value < best if self.config.direction == "minimize" else value > best):
+                    tally.best_value, tally.best_trial = value, run.number
         self._refresh_tally()
         shown = value if value is not None else run.last_value
         self.progress.trial_finished(self.tally, run.number, FINISHED_NAMES[state], shown, run.last_step)
@@ -457,27 +496,57 @@ class Controller:
             if self.config.sampler.seed is not None:
                 # A seeded stream per trial number: a resumed run never re-proposes the first run's params.
                 study.sampler = self.config.sampler.build(trial_number=len(study.get_trials(deepcopy=False)))
-            trial = study.ask(self.config.distributions())
-            self.write_spec(trial.number, trial.params)
+            trial = self._ask(study)
+            frozen = self.storage.optuna.get_trial(trial._trial_id)
+            self.write_spec(frozen)
             run = TrialRun(trial.number, trial._trial_id, 0, EventTail(self.volume, self.layout.events(trial.number, 0)))
             self.runs[trial.number] = run
             self.start_attempt(run, 0)
 
-    def write_spec(self, number: int, params: dict[str, object]) -> None:
-        """Write what trial ``number`` runs to the volume, for its workers."""
+    @property
+    def _objectives(self) -> Path:
+        """The project's objectives folder: the one the snapshot of this run's trials was made from."""
+        return self.config.source.parent / "objectives"
+
+    def _ask(self, study: optuna.Study) -> optuna.Trial:
+        """A new trial with its parameters sampled: from studies.yaml's space, or by the module's ``search_space``.
+
+        A ``search_space(trial)`` that raises fails the new trial (told and
+        flushed, so no later run takes it for a running one) and ends the run
+        with :class:`~hpo.errors.ObjectiveError`: the next trial would fail alike.
+        """
+        if self._search_space is None:
+            return study.ask(self.config.distributions())
+        trial = study.ask()
+        try:
+            sample_search_space(self._search_space, trial, self.config.objective, self._objectives)
+        except ObjectiveError as exc:
+            self.storage.optuna.set_trial_user_attr(trial._trial_id, ATTR_ERROR, str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+            self.storage.flush()
+            raise
+        return trial
+
+    def write_spec(self, trial: FrozenTrial) -> None:
+        """Write what ``trial`` runs to the volume, for its workers: its parameters and their declarations."""
         spec = TrialSpec(
             study=self.config.name,
-            trial=number,
+            trial=trial.number,
             objective=self.config.objective,
-            params=dict(params),
-            search_space={name: param.model_dump(mode="json") for name, param in self.config.search_space.items()},
+            params=dict(trial.params),
+            search_space={name: declaration(dist) for name, dist in trial.distributions.items()},
+            space_source=self.config.space_source,
             max_step=self.config.fidelity.max_step,
             eval_interval=self.config.fidelity.eval_interval,
             step_unit=self.config.fidelity.step_unit,
+            checkpoint_seconds=self.config.fidelity.checkpoint_seconds,
             direction=self.config.direction,
+            metric=self.config.metric,
+            study_user_attrs=self._study.user_attrs,
+            datetime_start=trial.datetime_start.isoformat() if trial.datetime_start else None,
             code=self.code_sha,
         )
-        spec.write(self.volume, self.layout.spec(number))
+        spec.write(self.volume, self.layout.spec(trial.number))
 
     def start_attempt(self, run: TrialRun, attempt: int) -> None:
         """Name attempt ``attempt`` of the run's trial in the journal, then launch it."""
@@ -563,14 +632,35 @@ class Controller:
     # -- reporting ----------------------------------------------------------------------
 
     def _refresh_tally(self) -> None:
-        trials = self._study.get_trials(deepcopy=False)
+        """Bring the progress display up to date: what runs now, costs; counts of the history once.
+
+        A poll costs what changed, not what happened before: the finished
+        trials are counted (and the best found) at this run's first look only,
+        and :meth:`finish` adds each trial it tells from then on.
+        """
         tally = self.tally
-        tally.complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        tally.pruned = sum(t.state == TrialState.PRUNED for t in trials)
-        tally.failed = sum(t.state == TrialState.FAIL for t in trials)
+        if tally.started_at is None:
+            trials = self._study.get_trials(deepcopy=False)
+            tally.complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            tally.pruned = sum(t.state == TrialState.PRUNED for t in trials)
+            tally.failed = sum(t.state == TrialState.FAIL for t in trials)
+            best = self._best(trials)
+            tally.best_value, tally.best_trial = (best.value, best.number) if best else (None, None)
         tally.running = len(self.runs)
-        best = self._best(trials)
-        tally.best_value, tally.best_trial = (best.value, best.number) if best else (None, None)
+        # A worker the provider does not call running yet is starting (a pod provisioning); so is a
+        # create whose answer was lost, until a listing shows it. A queued trial has no worker at all.
+        tally.queued = sum(run.queued_until is not None for run in self.runs.values())
+        tally.starting = sum(
+            run.queued_until is None
+            and (run.unconfirmed or (run.handle is not None and run.handle.status != "running"))
+            for run in self.runs.values()
+        )
+        now = self.clock()
+        if tally.started_at is None:  # this run's first look: its pace counts only what finishes from here
+            tally.started_at, tally.finished_before = now, tally.finished
+        tally.now = now
+        tally.spent_usd, tally.budget_usd = self.costs.spent_usd(), self.config.budget.usd
+        tally.gpu_hours, tally.budget_gpu_hours = self.costs.gpu_hours(), self.config.budget.gpu_hours
         self.progress.update(tally)
 
     def _best(self, trials: list[FrozenTrial]) -> FrozenTrial | None:

@@ -259,6 +259,10 @@ class VolumeJournalBackend(BaseJournalBackend):
             with self._cache.locked():
                 self._record(data, end - first, key, len(data))
             self._since_compaction += 1
+        # Every flush, even one that wrote nothing, and after the write: the acts until the next flush
+        # rely on it (rule 4). It is the flush's only request besides the segment's PUT (no HEAD); a
+        # conditional PUT could not stand in for it, as a newer writer's marker and our segments never
+        # share a name (and RunPod's S3 API has no conditional writes).
         self._check_fence()
         if self._since_compaction >= self._compact_every:
             self._compact()

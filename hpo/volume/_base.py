@@ -51,6 +51,11 @@ class Volume(ABC):
     #: it names the local journal cache and appears in messages.
     url: str
 
+    #: How many reads a caller may keep in flight at once to good effect. 1 (read one after
+    #: another, in the caller's thread) where a read costs microseconds (a local disk); more
+    #: where each costs a network round trip (S3), so a poll of many files pays about one.
+    read_concurrency: int = 1
+
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """Return the whole object; raise :class:`VolumeNotFoundError` if it is missing."""
@@ -109,7 +114,9 @@ class Volume(ABC):
         """Return the size of each key (None where missing).
 
         Pollers call this once per cycle for every live event file; an
-        implementation may answer it with one listing instead of one call per key.
+        implementation may answer it with a few listings instead of one call
+        per key, as long as what it lists does not grow with the files around
+        the keys (a study's finished trials).
         """
         return {key: self.size(key) for key in keys}
 

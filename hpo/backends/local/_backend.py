@@ -1,17 +1,30 @@
 """The ``local`` backend: each attempt is a subprocess running ``python -m hpo.agent``.
 
 The processes are started in their own session, so they outlive a controller
-that is killed, and the next controller finds them again by their environment
-(``HPO_STUDY``, ``HPO_VOLUME``, ``HPO_TRIAL``, ``HPO_ATTEMPT``), exactly as the
-RunPod backend finds pods by name. The pid and start time are also recorded
-on the volume (``launch.json``) for people and tools to read. Where two live
-processes run one attempt (a stray one started by a crashed controller's
-retry, say), the oldest runs it and the others are :meth:`LocalBackend.extras`,
-for the controller to terminate.
+that is killed. Each start is recorded in this machine's cache
+(:mod:`._registry`: pid, start time, attempt), and a listing looks at those
+processes only, a few reads of ``/proc`` each: never at every process on the
+host, whose number has nothing to do with the study, and never at the
+processes an objective starts itself (joblib, DataLoader workers), which
+inherit the trial's environment but are no workers. The next controller
+adopts the recorded workers; its first listing also looks once for the
+study's session leaders by their environment (``HPO_STUDY``, ``HPO_VOLUME``,
+``HPO_TRIAL``, ``HPO_ATTEMPT``), for workers started without a record (an
+older version, another cache folder). The pid and start time are also
+recorded on the volume (``launch.json``) for people and tools to read. Where
+two live processes run one attempt (a stray one started by a crashed
+controller's retry, say), the oldest runs it and the others are
+:meth:`LocalBackend.extras`, for the controller to terminate.
 
 A local process costs nothing: its handles bill $0/h with no GPU, so the cost
 meter records $0 and 0 GPU-seconds; what a local trial used is its
 CPU-seconds, which the agent reports in its final event.
+
+A one-off job (``hpo job``) is a process of the same agent with
+:func:`hpo.jobs.job_env` instead of a trial's variables, so
+:meth:`LocalBackend.list_live` never counts it; :meth:`LocalBackend.list_jobs`
+finds it by that environment (session leaders only: a job's own children
+are not jobs). It has no GPU to choose.
 """
 
 from __future__ import annotations
@@ -29,7 +42,9 @@ from pathlib import Path
 import psutil
 
 from hpo.backends._base import Backend
-from hpo.errors import BackendError
+from hpo.backends.local._registry import Recorded, WorkerRecord
+from hpo.errors import BackendError, ConfigError
+from hpo.jobs import JOB_ENV, JOB_STUDY_ENV, VOLUME_ENV, JobRequest, JobWorker, is_job_id, job_env
 from hpo.journal import default_cache_dir
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
@@ -59,6 +74,13 @@ def worker_env(study: str, ref: AttemptRef, volume_root: str) -> dict[str, str]:
         MKL_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
     )
+    return env
+
+
+def job_worker_env(study: str, job_id: str, volume_root: str) -> dict[str, str]:
+    """The whole environment of a local job's process: what a Python process needs, and the job's address."""
+    env = {key: os.environ[key] for key in _PASSED_THROUGH if key in os.environ}
+    env.update(job_env(study, job_id, volume_root), PYTHONUNBUFFERED="1")
     return env
 
 
@@ -93,6 +115,37 @@ def _handle(ref: AttemptRef, pid: int, create_time: float) -> WorkerHandle:
     return WorkerHandle(ref, _handle_id(pid, create_time), "running", {"pid": pid}, billing)
 
 
+def _job_worker(job_id: str, pid: int, create_time: float) -> JobWorker:
+    return JobWorker(job_id, _handle_id(pid, create_time), "running", True, {"pid": pid})
+
+
+def _id_age(worker_id: str) -> tuple[float, int]:
+    """Sort key of a ``pid@start`` id: the oldest process first."""
+    pid, _, create_time = worker_id.partition("@")
+    return (float(create_time), int(pid))
+
+
+def _leads_session(pid: int) -> bool:
+    """Whether ``pid`` leads its own session, as every worker and job this backend starts does.
+
+    A process an objective starts (joblib, a DataLoader's workers) stays in
+    the worker's session and inherits its environment: this tells it apart.
+    """
+    try:
+        return os.getsid(pid) == pid
+    except OSError:  # gone, or not ours to ask about
+        return False
+
+
+def _runs(pid: int, worker_id: str) -> bool:
+    """Whether ``pid`` is still the live (non-zombie) process ``worker_id`` names (a recycled pid is not)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and _handle_id(pid, proc.create_time()) == worker_id
+    except psutil.NoSuchProcess:
+        return False
+
+
 class LocalBackend(Backend):
     """Attempts as local processes.
 
@@ -102,6 +155,7 @@ class LocalBackend(Backend):
         kill_grace: Seconds between SIGTERM and SIGKILL on terminate.
         python: The interpreter to run the agent with.
         log_dir: Where attempt logs go when the volume is not a local folder.
+        record_dir: Where the workers' starts are recorded (default: this machine's cache).
         clock: Monotonic clock, injectable.
     """
 
@@ -115,13 +169,17 @@ class LocalBackend(Backend):
         kill_grace: float = 5.0,
         python: str = sys.executable,
         log_dir: Path | None = None,
+        record_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._study = study
         self._volume = volume
         self._root = volume.address  # what the agent reopens the volume from
         # Where attempts' output goes when the volume is not a folder (S3): this machine's cache.
-        self._log_dir = log_dir or default_cache_dir() / "logs" / hashlib.sha256(volume.url.encode()).hexdigest()[:16] / study
+        volume_key = hashlib.sha256(volume.url.encode()).hexdigest()[:16]
+        self._log_dir = log_dir or default_cache_dir() / "logs" / volume_key / study
+        self._record = WorkerRecord(record_dir or default_cache_dir() / "workers" / volume_key / study)
+        self._looked_around = False  # the one listing by environment, for workers started without a record
         self._layout = StudyLayout(study)
         self._kill_grace = kill_grace
         self._python = python
@@ -129,6 +187,7 @@ class LocalBackend(Backend):
         self._children: dict[int, tuple[subprocess.Popen[bytes], WorkerHandle]] = {}
         self._kill_at: dict[int, float] = {}  # pid -> when SIGKILL is due
         self._extras: list[WorkerHandle] = []  # live duplicates of an older process's attempt, by the last listing
+        self._job_children: dict[int, tuple[subprocess.Popen[bytes], JobWorker]] = {}
 
     def launch(self, ref: AttemptRef) -> WorkerHandle:
         log_path = self._volume.local_path(self._layout.log(ref.trial, ref.attempt))
@@ -154,6 +213,8 @@ class LocalBackend(Backend):
             create_time = 0.0
         handle = _handle(ref, proc.pid, create_time)
         self._children[proc.pid] = (proc, handle)
+        if create_time:  # else it is gone already: nothing to adopt
+            self._record.add(handle.id, Recorded(ref, proc.pid, create_time))
         self._volume.write_json(
             self._layout.launch(ref.trial, ref.attempt),
             {"backend": self.name, "pid": proc.pid, "create_time": create_time, "host": socket.gethostname()},
@@ -162,26 +223,18 @@ class LocalBackend(Backend):
 
     def list_live(self) -> dict[AttemptRef, WorkerHandle]:
         self._reap_children()
-        found: dict[str, WorkerHandle] = {}
-        for proc in psutil.process_iter(["pid", "create_time", "status"]):
-            try:
-                if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                    continue
-                env = proc.environ()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        if not self._looked_around:
+            self._adopt_by_environment()
+            self._looked_around = True
+        # Our own children live until reaped (a cheap waitpid above); the others are checked one by one.
+        found: dict[str, WorkerHandle] = {handle.id: handle for _proc, handle in self._children.values()}
+        for worker_id, worker in self._record.workers().items():
+            if worker_id in found:
                 continue
-            if env.get("HPO_STUDY") != self._study or env.get("HPO_VOLUME") != self._root:
-                continue
-            try:
-                ref = AttemptRef(int(env["HPO_TRIAL"]), int(env["HPO_ATTEMPT"]))
-            except (KeyError, ValueError):
-                continue
-            handle = _handle(ref, proc.info["pid"], proc.info["create_time"])
-            found[handle.id] = handle
-        # A child forked but not yet exec'd still shows our environment, not its own:
-        # our own children count as live until they have exited.
-        for _proc, handle in self._children.values():
-            found.setdefault(handle.id, handle)
+            if _runs(worker.pid, worker_id):
+                found[worker_id] = _handle(worker.ref, worker.pid, worker.create_time)
+            else:
+                self._record.remove(worker_id)
         by_ref: dict[AttemptRef, list[WorkerHandle]] = {}
         for handle in found.values():
             by_ref.setdefault(handle.ref, []).append(handle)
@@ -194,6 +247,31 @@ class LocalBackend(Backend):
         self._extras = extras
         self._kill_overdue()
         return live
+
+    def _adopt_by_environment(self) -> None:
+        """Record the study's workers that only their environment names (started without a record).
+
+        Done once per backend, at its first listing: it reads every process on
+        the host. Only session leaders count: a process an objective started
+        carries the same environment but stays in its worker's session.
+        """
+        known = self._record.workers()
+        for proc in psutil.process_iter(["pid", "create_time", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE or not _leads_session(proc.info["pid"]):
+                    continue
+                env = proc.environ()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if env.get("HPO_STUDY") != self._study or env.get("HPO_VOLUME") != self._root:
+                continue
+            try:
+                ref = AttemptRef(int(env["HPO_TRIAL"]), int(env["HPO_ATTEMPT"]))
+            except (KeyError, ValueError):
+                continue
+            worker_id = _handle_id(proc.info["pid"], proc.info["create_time"])
+            if worker_id not in known:
+                self._record.add(worker_id, Recorded(ref, proc.info["pid"], proc.info["create_time"]))
 
     def extras(self) -> list[WorkerHandle]:
         """Live processes of the last listing whose attempt an older process runs (strays to terminate)."""
@@ -217,10 +295,11 @@ class LocalBackend(Backend):
             return False
 
     def _reap_children(self) -> None:
-        for pid, (proc, _handle) in list(self._children.items()):
+        for pid, (proc, handle) in list(self._children.items()):
             if proc.poll() is not None:
                 del self._children[pid]
                 self._kill_at.pop(pid, None)
+                self._record.remove(handle.id)
 
     def _kill_overdue(self) -> None:
         now = self._clock()
@@ -229,6 +308,66 @@ class LocalBackend(Backend):
                 continue
             _signal_group(pid, signal.SIGKILL)
             del self._kill_at[pid]
+
+    # -- one-off jobs ---------------------------------------------------------------------
+
+    def launch_job(self, request: JobRequest) -> JobWorker:
+        """A process running job ``request.job_id``; its own output (not the command's) goes to this machine's log folder."""
+        if request.gpu_types or request.gpu_count:
+            raise ConfigError(f"study {self._study!r} runs on the local backend, which has no GPU types to choose (--gpu)")
+        runner_log = self._log_dir / "jobs" / f"{request.job_id}.txt"
+        runner_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(runner_log, "ab") as out:
+            try:
+                proc = subprocess.Popen(
+                    [self._python, "-m", "hpo.agent"],
+                    env=job_worker_env(self._study, request.job_id, self._root),
+                    cwd=runner_log.parent,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # survives `hpo job` (Ctrl-C detaches); killed as a group
+                )
+            except OSError as exc:
+                raise BackendError(f"cannot start {self._python} for job {request.job_id}: {exc.strerror}") from exc
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = 0.0
+        worker = _job_worker(request.job_id, proc.pid, create_time)
+        self._job_children[proc.pid] = (proc, worker)
+        return worker
+
+    def list_jobs(self) -> list[JobWorker]:
+        """The study's job processes on this machine (found by their environment), oldest first."""
+        for pid, (child, _worker) in list(self._job_children.items()):
+            if child.poll() is not None:
+                del self._job_children[pid]
+                self._kill_at.pop(pid, None)
+        found: dict[str, JobWorker] = {}
+        for proc in psutil.process_iter(["pid", "create_time", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE or not _leads_session(proc.info["pid"]):
+                    continue  # a job's own children carry its environment too
+                env = proc.environ()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if env.get(JOB_STUDY_ENV) != self._study or env.get(VOLUME_ENV) != self._root:
+                continue
+            if is_job_id(env.get(JOB_ENV)):
+                worker = _job_worker(env[JOB_ENV], proc.info["pid"], proc.info["create_time"])
+                found[worker.id] = worker
+        for _child, worker in self._job_children.values():  # forked but not yet exec'd: not yet its own environment
+            found.setdefault(worker.id, worker)
+        self._kill_overdue()
+        return sorted(found.values(), key=lambda worker: _id_age(worker.id))
+
+    def terminate_job(self, worker: JobWorker) -> None:
+        pid = int(worker.detail.get("pid") or worker.id.split("@")[0])
+        if pid in self._kill_at or not _runs(pid, worker.id):
+            return  # already signalled (SIGKILL follows after the grace), or gone
+        if _signal_group(pid, signal.SIGTERM):
+            self._kill_at.setdefault(pid, self._clock() + self._kill_grace)
 
     def close(self) -> None:
         self._reap_children()
