@@ -437,8 +437,13 @@ def _import_package(folder: Path) -> None:
     spec.loader.exec_module(package)
 
 
-def _where(exc: BaseException, folder: Path) -> str:
-    """`` at objectives/<file> line N``: the innermost place inside ``folder`` the error came from, or ""."""
+def error_place(exc: BaseException, folder: Path) -> tuple[str, int | None] | None:
+    """Where inside the objectives ``folder`` an error came from: (``objectives/<file>``, line), or None.
+
+    The innermost frame inside the folder (for a SyntaxError, the file and line
+    it names), so an error raised in a helper module of an objective names the
+    helper, not the line of the objective that imported it.
+    """
     places: list[tuple[str, int | None]] = []
     if isinstance(exc, SyntaxError) and exc.filename:
         places.append((exc.filename, exc.lineno))
@@ -449,5 +454,14 @@ def _where(exc: BaseException, folder: Path) -> str:
             relative = Path(filename).resolve().relative_to(folder.resolve()).as_posix()
         except (ValueError, OSError):
             continue
-        return f" at objectives/{relative} line {lineno}" if lineno else f" in objectives/{relative}"
-    return ""
+        return f"objectives/{relative}", lineno
+    return None
+
+
+def _where(exc: BaseException, folder: Path) -> str:
+    """`` at objectives/<file> line N``: the innermost place inside ``folder`` the error came from, or ""."""
+    place = error_place(exc, folder)
+    if place is None:
+        return ""
+    relative, lineno = place
+    return f" at {relative} line {lineno}" if lineno else f" in {relative}"

@@ -36,7 +36,7 @@ import optuna
 
 from hpo.agent._infra import EXIT_INFRA, Interrupted, infra
 from hpo.agent._trial import AgentTrial, read_control
-from hpo.code import unpack_objectives
+from hpo.code import error_place, unpack_objectives
 from hpo.errors import ObjectiveError
 from hpo.events import (
     FINAL_TYPES,
@@ -165,21 +165,12 @@ def _where(exc: BaseException, file: str, package_dir: Path | None) -> str:
         package = sys.modules.get("objectives")
         origin = getattr(package, "__file__", None)
         package_dir = Path(origin).parent if origin else None
-    if package_dir is None:
+    place = error_place(exc, package_dir) if package_dir is not None else None
+    if place is None:
         return ""
-    places: list[tuple[str, int | None]] = []
-    if isinstance(exc, SyntaxError) and exc.filename:
-        places.append((exc.filename, exc.lineno))
-    else:
-        places.extend((frame.filename, frame.lineno) for frame in traceback.extract_tb(exc.__traceback__))
-    for filename, lineno in reversed(places):
-        try:
-            relative = "objectives/" + Path(filename).resolve().relative_to(package_dir.resolve()).as_posix()
-        except (ValueError, OSError):
-            continue
-        line = f"line {lineno}" if lineno else "an unknown line"
-        return f" at {line}" if relative == file else f" at {relative} {line}"
-    return ""
+    relative, lineno = place
+    line = f"line {lineno}" if lineno else "an unknown line"
+    return f" at {line}" if relative == file else f" at {relative} {line}"
 
 
 def _install_sigterm() -> None:
