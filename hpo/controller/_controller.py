@@ -72,7 +72,7 @@ from hpo.controller import _recovery
 from hpo.controller._costs import CostKeeper
 from hpo.controller._fleet import Fleet
 from hpo.controller._progress import ProgressSink, StudyTally
-from hpo.controller._pruning import may_ask, prune_order, should_prune
+from hpo.controller._pruning import absorb_told, install_fast_pruner, may_ask, prune_order, should_prune
 from hpo.controller._runs import RunSummary, TrialRun
 from hpo.errors import (
     ApiUnavailableError,
@@ -223,6 +223,7 @@ class Controller:
             direction=self.config.direction,
             load_if_exists=True,
         )
+        install_fast_pruner(self.study)  # reads the history once: a percentile pruner's ask then never does
         if self.study.metric_names != [self.config.metric]:
             # optuna-dashboard then says "val_loss", not "Objective 0". Experimental in Optuna; stable enough.
             with warnings.catch_warnings():
@@ -427,6 +428,7 @@ class Controller:
         if not told_before:
             self.costs.write_trial_attrs(run.number, run.trial_id)
         self._study.tell(run.number, state=state, values=values, skip_if_finished=True)
+        absorb_told(self._study, self.storage.optuna, run.trial_id)
         self.storage.flush()
         run.finished = True
         del self.runs[run.number]
