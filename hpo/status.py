@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.backends import find_plugin
 from hpo.config import StudyConfig
-from hpo.cost import BudgetGuard, Spend, trial_costs
+from hpo.cost import BudgetGuard, Spend, TrialCost, trial_costs
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
 from hpo.records import LaunchRecord, read_launch
@@ -106,37 +106,45 @@ def study_rows(
     if study is None:
         return None
     layout = StudyLayout(config.name)
-    rows = []
     trials = study.get_trials(deepcopy=False)
     costs = trial_costs(storage.optuna, study._study_id, trials, time.time())
-    for trial in trials:
-        steps = trial.intermediate_values
-        last_step = max(steps) if steps else None
-        attempts = int_attr(trial.user_attrs, ATTR_ATTEMPTS)
-        rows.append(
-            TrialRow(
-                number=trial.number,
-                state="queued" if trial.state == TrialState.RUNNING and trial.user_attrs.get(ATTR_QUEUED) is True else trial.state.name.lower(),
-                last_step=last_step,
-                last_value=steps[last_step] if last_step is not None else None,
-                value=trial.value if trial.state == TrialState.COMPLETE else None,
-                attempts=attempts,
-                preemptions=int_attr(trial.user_attrs, ATTR_PREEMPTIONS),
-                params=dict(trial.params),
-                worker=(
-                    _worker(volume, layout, trial.number, attempts, live, config.compute.backend)
-                    if trial.state == TrialState.RUNNING
-                    else None
-                ),
-                error=_text(trial.user_attrs.get(ATTR_ERROR)) or _interruption(trial),
-                best_value=_best_value(list(steps.values()) + ([trial.value] if trial.value is not None else []), config.direction),
-                cost_usd=costs[trial.number].usd if trial.number in costs else None,
-                gpu_seconds=costs[trial.number].gpu_seconds if trial.number in costs else None,
-                cpu_seconds=_cpu_seconds(costs, trial.number, trial.user_attrs),
-                gpu_type=costs[trial.number].gpu_type if trial.number in costs else None,
-            )
-        )
-    return rows
+    return [_row(trial, costs.get(trial.number), config, volume, layout, live) for trial in trials]
+
+
+def _row(
+    trial: FrozenTrial,
+    cost: TrialCost | None,
+    config: StudyConfig,
+    volume: Volume,
+    layout: StudyLayout,
+    live: Mapping[AttemptRef, WorkerHandle] | None,
+) -> TrialRow:
+    """One trial's row; its cost (``cost``) was worked out for every trial at once."""
+    steps = trial.intermediate_values
+    last_step = max(steps) if steps else None
+    attrs = trial.user_attrs
+    attempts = int_attr(attrs, ATTR_ATTEMPTS)
+    running = trial.state == TrialState.RUNNING
+    values = list(steps.values())
+    if trial.value is not None:
+        values.append(trial.value)
+    return TrialRow(
+        number=trial.number,
+        state="queued" if running and attrs.get(ATTR_QUEUED) is True else trial.state.name.lower(),
+        last_step=last_step,
+        last_value=steps[last_step] if last_step is not None else None,
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        attempts=attempts,
+        preemptions=int_attr(attrs, ATTR_PREEMPTIONS),
+        params=dict(trial.params),
+        worker=_worker(volume, layout, trial.number, attempts, live, config.compute.backend) if running else None,
+        error=_text(attrs.get(ATTR_ERROR)) or _interruption(trial),
+        best_value=_best_value(values, config.direction),
+        cost_usd=cost.usd if cost is not None else None,
+        gpu_seconds=cost.gpu_seconds if cost is not None else None,
+        cpu_seconds=_cpu_seconds(cost, attrs),
+        gpu_type=cost.gpu_type if cost is not None else None,
+    )
 
 
 def _text(value: Any, limit: int = 500) -> str | None:
@@ -155,14 +163,14 @@ def _interruption(trial: FrozenTrial) -> str | None:
 
 
 def _best_value(values: Sequence[float | None], direction: str) -> float | None:
+    """The best finite value of ``values`` (None for none)."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return None
     return min(finite) if direction == "minimize" else max(finite)
 
 
-def _cpu_seconds(costs: Mapping[int, Any], number: int, attrs: Mapping[str, Any]) -> float | None:
-    cost = costs.get(number)
+def _cpu_seconds(cost: TrialCost | None, attrs: Mapping[str, Any]) -> float | None:
     if cost is not None and cost.cpu_seconds is not None:
         return float(cost.cpu_seconds)
     value = attrs.get("cpu_seconds")
@@ -221,3 +229,27 @@ def best_row(rows: list[TrialRow], direction: str) -> TrialRow | None:
     if not done:
         return None
     return (min if direction == "minimize" else max)(done, key=lambda r: r.value)  # type: ignore[arg-type, return-value]
+
+
+BEST_SHOWN = 3
+"""How many of the best completed trials a screenful of ``hpo status`` always has room for."""
+
+FAILED_SHOWN = 5
+"""How many of the most recent failed trials come before the other recent trials on a screenful."""
+
+
+def rows_by_priority(rows: Sequence[TrialRow], direction: str) -> tuple[list[TrialRow], int]:
+    """The trials in the order a screenful of ``hpo status`` takes them, and how many of the first must be shown.
+
+    First every running and queued trial (those must be shown, however
+    many), then the :data:`BEST_SHOWN` best completed trials, the
+    :data:`FAILED_SHOWN` most recent failed ones, then every other trial,
+    the most recent first. A view shows a prefix of this list, in trial order.
+    """
+    live = [r for r in rows if r.state in ("running", "queued")]
+    done = [r for r in rows if r.state == "complete" and r.value is not None and math.isfinite(r.value)]
+    done.sort(key=lambda r: (r.value if direction == "minimize" else -r.value, r.number))  # type: ignore[operator]
+    failed = [r for r in reversed(rows) if r.state == "fail"]
+    first = live + done[:BEST_SHOWN] + failed[:FAILED_SHOWN]
+    taken = {r.number for r in first}
+    return first + [r for r in reversed(rows) if r.number not in taken], len(live)

@@ -6,19 +6,31 @@ parameters (on one line each, else wrapped in their column, else left to
 ``--wide``). What is too long for a column (a failed trial's error, a pod's
 description) goes below the table, one trial per line, with the command that
 shows a failed trial's log. Nothing is cut off with ``…``.
+
+By default it draws what fits the terminal's height (``LINES``, else the
+terminal's, else :data:`PIPE_HEIGHT` lines for a pipe): every running and
+queued trial, the best few, the latest failed ones, then the most recent
+others, in trial order, and a line saying how many trials are not shown and
+that ``--all`` shows them. Rows not shown are never built into the table, so
+a study of thousands of trials costs what a screenful does; ``--all`` draws
+every trial and ``--json`` always holds every trial.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
+import math
 import os
+import shutil
 import sys
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -27,11 +39,14 @@ from hpo.cli._common import add_study_arguments, print_json, study_from_args
 from hpo.config import StudyConfig
 from hpo.controller import make_backend, open_study_volume
 from hpo.errors import HpoError
-from hpo.status import SpendSummary, TrialRow, best_row, spend_summary, study_rows
+from hpo.status import SpendSummary, TrialRow, best_row, rows_by_priority, spend_summary, study_rows
 from hpo.volume import Volume
 
 PIPE_WIDTH = 200
 """Width for output that is neither a terminal nor told its width (``COLUMNS``): a row stays on one line."""
+
+PIPE_HEIGHT = 40
+"""Lines for output that is neither a terminal nor told its height (``LINES``): a screenful, as a terminal's."""
 
 MIN_PARAMS_WIDTH = 24
 """The narrowest column the parameters wrap in; narrower than this, they are left to ``--wide``."""
@@ -46,8 +61,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "budget left, and the cheapest trial within 1 % of the best loss.",
     )
     add_study_arguments(parser)
+    parser.add_argument(
+        "--all", action="store_true",
+        help="every trial; without it, what fits the terminal's height: running and queued trials, the best, "
+        "the latest failed, then the most recent",
+    )
     shown = parser.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true", help="print the trials as JSON")
+    shown.add_argument("--json", action="store_true", help="print every trial as JSON")
     shown.add_argument(
         "--wide", action="store_true",
         help="every column (final value, worker, parameters) with each trial on one line, however wide",
@@ -103,8 +123,34 @@ CORE = ("trial", "state", "step", "last", "best", "cost")
 """The columns every layout has: short, and what a glance at a study needs."""
 
 
-def _table(title: str, rows: Sequence[TrialRow], columns: Sequence[_Column], fold: Collection[str] = ()) -> Table:
-    """The rows under ``columns``, each cell on one line, except in the columns named in ``fold``, which wrap."""
+class _Cells:
+    """Each column's text for each row, worked out once however many layouts are tried."""
+
+    def __init__(self, rows: Sequence[TrialRow]) -> None:
+        self.rows = rows
+        self._texts: dict[str, list[str]] = {}
+
+    def of(self, column: _Column) -> list[str]:
+        """The column's text for every row, in row order."""
+        texts = self._texts.get(column.name)
+        if texts is None:
+            texts = self._texts[column.name] = [column.cell(row) for row in self.rows]
+        return texts
+
+    def widest(self, column: _Column) -> str:
+        """The column's text that is widest on one line ("" for no rows)."""
+        return max(self.of(column), key=_line_width, default="")
+
+
+def _line_width(text: str) -> int:
+    """How many terminal cells ``text`` takes with each of its lines unwrapped: its longest line."""
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def _table(
+    title: str, cells: Sequence[Sequence[str]], columns: Sequence[_Column], fold: Collection[str] = ()
+) -> Table:
+    """A table of ``cells`` (one sequence per row) under ``columns``, each cell on one line except in ``fold``."""
     table = Table(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
     )
@@ -114,17 +160,25 @@ def _table(title: str, rows: Sequence[TrialRow], columns: Sequence[_Column], fol
             column.name, justify="right" if column.right else "left", no_wrap=not wraps,
             overflow="fold" if wraps else "ellipsis", min_width=MIN_PARAMS_WIDTH if column.name == "params" else None,
         )
-    for row in rows:
-        table.add_row(*(Text(column.cell(row)) for column in columns))  # Text: a value's [brackets] are no markup
+    for row in cells:
+        table.add_row(*(Text(text) for text in row))  # Text: a value's [brackets] are no markup
     return table
 
 
-def _natural_width(console: Console, table: Table) -> int:
-    """How wide ``table`` is with every cell on one line (rich's own measure stops at the console's width)."""
+def _natural_width(console: Console, title: str, cells: _Cells, columns: Sequence[_Column]) -> int:
+    """How wide the table of ``cells`` under ``columns`` is with every cell on one line.
+
+    Measured on a one-row table of each column's widest text, which is as
+    wide as the whole table (rich's own measure stops at the console's width,
+    so it is asked at a width no table reaches).
+    """
+    table = _table(title, [[cells.widest(column) for column in columns]] if cells.rows else [], columns)
     return console.measure(table, options=console.options.update_width(1_000_000)).maximum
 
 
-def _layout(console: Console, title: str, rows: Sequence[TrialRow], unit: str, *, wide: bool) -> tuple[Table, set[str]]:
+def _layout(
+    console: Console, title: str, rows: Sequence[TrialRow], unit: str, *, wide: bool, wrap_params: bool = True
+) -> tuple[Table, set[str]]:
     """The richest table that fits the console's width, and the names of its columns.
 
     ``attempts`` and ``worker`` are offered only when a row has something to
@@ -132,34 +186,43 @@ def _layout(console: Console, title: str, rows: Sequence[TrialRow], unit: str, *
     the notes); the parameters wrapped in their column; the attempts left out
     too (to the notes); the parameters left out (to ``--wide``); and on a
     terminal too narrow even for that, every cell wrapped, never cut off.
-    ``wide`` takes every column on one line and widens the console to fit.
+    ``wide`` takes every column on one line and widens the console to fit;
+    ``wrap_params`` False skips the wrapped parameters (a row a line, for a
+    view that must fit the terminal's height). Each cell's text is worked out once, and widths are measured without
+    building the whole table: only the table chosen holds every row.
     """
     every = _columns(unit)
+    cells = _Cells(rows)
     attempts = {"attempts"} if wide or any(r.attempts > 1 for r in rows) else set()
     worker = {"worker"} if wide or any(r.worker for r in rows) else set()
 
-    def table(names: set[str], fold: Collection[str] = ()) -> Table:
-        return _table(title, rows, [c for name, c in every.items() if name in names], fold)
+    def chosen(names: set[str]) -> list[_Column]:
+        return [column for name, column in every.items() if name in names]
+
+    def width(names: set[str]) -> int:
+        return _natural_width(console, title, cells, chosen(names))
+
+    def table(names: set[str], fold: Collection[str] = ()) -> tuple[Table, set[str]]:
+        columns = chosen(names)
+        texts = [cells.of(column) for column in columns]
+        return _table(title, list(zip(*texts, strict=True)) if texts else [], columns, fold), names
 
     if wide:
         names = set(every)
-        chosen = table(names)
-        console.width = max(console.width, _natural_width(console, chosen))  # the terminal wraps what it must
-        return chosen, names
+        console.width = max(console.width, width(names))  # the terminal wraps what it must
+        return table(names)
     core = set(CORE)
     for names in (core | attempts | worker | {"params"}, core | attempts | {"params"}):
-        chosen = table(names)
-        if _natural_width(console, chosen) <= console.width:
-            return chosen, names
-    for names in (core | attempts, core):
+        if width(names) <= console.width:
+            return table(names)
+    for names in (core | attempts, core) if wrap_params else ():
         # 2: the gap before one more column
-        if _natural_width(console, table(names)) + 2 + MIN_PARAMS_WIDTH <= console.width:
-            return table(names | {"params"}, fold={"params"}), names | {"params"}
+        if width(names) + 2 + MIN_PARAMS_WIDTH <= console.width:
+            return table(names | {"params"}, fold={"params"})
     for names in (core | attempts, core):
-        chosen = table(names)
-        if _natural_width(console, chosen) <= console.width:
-            return chosen, names
-    return table(core, fold=core), core
+        if width(names) <= console.width:
+            return table(names)
+    return table(core, fold=core)
 
 
 def _notes(rows: Sequence[TrialRow], study: str, shown: set[str]) -> list[str]:
@@ -203,20 +266,114 @@ def _spend_lines(spend: SpendSummary, config: StudyConfig) -> list[str]:
 
 
 def print_status(
-    console: Console, config: StudyConfig, rows: Sequence[TrialRow], spend: SpendSummary, *, wide: bool = False
+    console: Console,
+    config: StudyConfig,
+    rows: Sequence[TrialRow],
+    spend: SpendSummary,
+    *,
+    wide: bool = False,
+    height: int | None = None,
 ) -> None:
-    """The table, the notes below it, the best trial and the spend, within ``console.width`` unless ``wide``."""
+    """The table, the notes below it, the best trial and the spend, within ``console.width`` unless ``wide``.
+
+    ``height``: the terminal's lines; the view then shows the trials that fit
+    in them (:func:`fitting_rows`) and says how many it leaves out. None
+    shows every trial.
+    """
+    shown, wrap_params = (list(rows), True) if height is None else fitting_rows(
+        console, config, rows, spend, wide=wide, height=height
+    )
+    for part in _view(console, config, rows, shown, spend, wide=wide, wrap_params=wrap_params):
+        console.print(part, highlight=False)
+
+
+def _view(
+    console: Console,
+    config: StudyConfig,
+    rows: Sequence[TrialRow],
+    shown: Sequence[TrialRow],
+    spend: SpendSummary,
+    *,
+    wide: bool,
+    wrap_params: bool = True,
+) -> list[RenderableType]:
+    """What ``hpo status`` prints when it shows the trials ``shown`` of ``rows``: the table, then one Text a line."""
     title = f"study {config.name} ({len(rows)}/{config.budget.trials} trials)"
-    table, shown = _layout(console, title, rows, spend.cost_unit, wide=wide)
-    console.print(table)
-    lines = _notes(rows, config.name, shown)
-    if "params" not in shown:
+    table, columns = _layout(console, title, shown, spend.cost_unit, wide=wide, wrap_params=wrap_params)
+    lines = []
+    if len(shown) < len(rows):
+        lines.append(_hidden_line(rows, shown, config.name))
+    lines += _notes(shown, config.name, columns)
+    if "params" not in columns:
         lines.append(f"parameters: hpo status --study {config.name} --wide (or --json)")
     best = best_row(list(rows), config.direction)
     if best is not None:
         lines.append(f"best: trial {best.number}, value {best.value:.6g}")
-    for line in lines + _spend_lines(spend, config):
-        console.print(Text(line), highlight=False)  # Text: an error's [brackets] are no markup
+    return [table, *(Text(line) for line in lines + _spend_lines(spend, config))]  # Text: [brackets] are no markup
+
+
+def _hidden_line(rows: Sequence[TrialRow], shown: Sequence[TrialRow], study: str) -> str:
+    """How many trials the view leaves out (and how many of those failed), and the command that shows them."""
+    numbers = {r.number for r in shown}
+    hidden = [r for r in rows if r.number not in numbers]
+    failed = sum(r.state == "fail" for r in hidden)
+    more = f", {failed:,} of them failed" if failed else ""
+    return f"{len(hidden):,} of {len(rows):,} trials not shown{more}; all of them: hpo status --study {study} --all"
+
+
+def fitting_rows(
+    console: Console, config: StudyConfig, rows: Sequence[TrialRow], spend: SpendSummary, *, wide: bool, height: int
+) -> tuple[list[TrialRow], bool]:
+    """The trials a view of ``height`` lines shows, in trial order, and whether its parameters may wrap.
+
+    The trials are a prefix of :func:`~hpo.status.rows_by_priority`'s list.
+    The view is drawn off screen (a screenful of rows) and measured in the
+    terminal's lines, one kept for the prompt after it; rows are dropped from
+    the end of the list until it fits, but never the running and queued
+    trials. Parameters wrapped in their column make a row several lines
+    tall, so they wrap only when every trial fits that way; else each row
+    keeps to one line and the parameters are left to ``--wide``. Every trial
+    is tried first only when they are few (a row takes a line at least).
+    """
+    ordered, must = rows_by_priority(rows, config.direction)
+    room = max(1, height - 1)
+
+    def view(take: int, wrap_params: bool) -> tuple[list[TrialRow], bool]:
+        shown = sorted(ordered[:take], key=lambda r: r.number)
+        return shown, _lines_used(console, config, rows, shown, spend, wide=wide, wrap_params=wrap_params) <= room
+
+    if len(ordered) <= room:
+        shown, fits = view(len(ordered), True)
+        if fits:
+            return shown, True
+    # The most rows that fit, a row a line: a binary search (each row takes a line at least, so at most `room`).
+    low, high = must, min(len(ordered), max(must, room))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if view(middle, False)[1]:
+            low = middle
+        else:
+            high = middle - 1
+    return view(low, False)[0], False
+
+
+def _lines_used(
+    console: Console,
+    config: StudyConfig,
+    rows: Sequence[TrialRow],
+    shown: Sequence[TrialRow],
+    spend: SpendSummary,
+    *,
+    wide: bool,
+    wrap_params: bool,
+) -> int:
+    """How many terminal lines the view of ``shown`` takes (a line wider than the terminal wraps on screen)."""
+    width = console.width
+    out = io.StringIO()
+    scratch = Console(file=out, width=width, color_system=None, legacy_windows=False)
+    for part in _view(scratch, config, rows, shown, spend, wide=wide, wrap_params=wrap_params):
+        scratch.print(part, highlight=False)
+    return sum(max(1, math.ceil(cell_len(line) / width)) for line in out.getvalue().splitlines())
 
 
 def _live_workers(config: StudyConfig, volume: Volume) -> dict[AttemptRef, WorkerHandle] | None:
@@ -251,5 +408,15 @@ def status(args: argparse.Namespace) -> int:
     if rows is None:
         print(f"study {config.name}: not started yet; run `python -m hpo run --study {config.name}`")
         return 0
-    print_status(_console(), config, rows, spend, wide=args.wide)
+    print_status(_console(), config, rows, spend, wide=args.wide, height=None if args.all else _height())
     return 0
+
+
+def _height() -> int:
+    """The terminal's lines: ``LINES``, else the terminal's own, else :data:`PIPE_HEIGHT` for a pipe or file."""
+    told = os.environ.get("LINES") or ""
+    if told.isdigit():
+        return int(told)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((PIPE_WIDTH, PIPE_HEIGHT)).lines
+    return PIPE_HEIGHT
