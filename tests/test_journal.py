@@ -498,3 +498,107 @@ def test_a_cache_sidecar_from_an_older_version_is_rebuilt(tmp_path: Path) -> Non
     )
     again = journals.reader("old")
     assert again.segment_reads == 1 and _seen(again.read_logs(0)) == ["x0"]
+
+
+# -- the quick path of log checking: it only ever agrees with the full check ---------------
+
+
+def _intermediate(**fields: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"op_code": 7, "worker_id": "w", "trial_id": 0, "step": 1, "intermediate_value": 0.5}
+    entry.update(fields)
+    return {name: value for name, value in entry.items() if value is not _DROP}
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        _intermediate(op_code=7.0),
+        _intermediate(op_code=True),
+        _intermediate(worker_id=_DROP),
+        _intermediate(worker_id=1),
+        _intermediate(trial_id=True),
+        _intermediate(trial_id=-1),
+        _intermediate(trial_id=1.0),
+        _intermediate(trial_id="1"),
+        _intermediate(step=_DROP),
+        _intermediate(step=True),
+        _intermediate(step=1.0),
+        _intermediate(intermediate_value=_DROP),
+        _intermediate(intermediate_value=True),
+        _intermediate(intermediate_value="0.5"),
+        _intermediate(intermediate_value=[0.5]),
+    ],
+)
+def test_an_intermediate_value_log_with_one_field_wrong_is_refused(entry: dict[str, Any]) -> None:
+    from hpo.journal._validate import _plainly_fine, log_problem, parse_logs
+
+    assert not _plainly_fine(entry)
+    assert log_problem(entry) is not None
+    assert parse_logs([json.dumps(entry).encode()]) is None
+
+
+@pytest.mark.parametrize("value", [None, 0, -3, 0.25, float("nan"), float("inf")])
+def test_an_intermediate_value_log_takes_the_quick_path_and_the_full_check_agrees(value: Any) -> None:
+    from hpo.journal._validate import _check, _plainly_fine, parse_logs
+
+    entry = _intermediate(intermediate_value=value, extra="ignored by the replay")
+    assert _plainly_fine(entry)
+    _check(entry)  # raises if the full check disagrees
+    parsed = parse_logs([json.dumps(entry).encode()])
+    assert parsed is not None and parsed[0].keys() == entry.keys()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"op_code":7}',
+        b"{}",
+        b" {}",
+        b"[1]",
+        b"7",
+        b"",
+        b"{",
+        b'{"a":"\xff"}',  # not UTF-8
+        b'{"a":"\xed\xa0\x80"}',  # a lone surrogate, which json.loads lets through
+        b'{"a":"\\ud800"}',
+        b"\xef\xbb\xbf{}",  # a UTF-8 byte-order mark
+        '{"a": 1}'.encode("utf-16-le"),  # json.loads guesses UTF-16 from the NUL bytes
+        '{"a": 1}'.encode("utf-16"),
+        b'{"a":NaN}',
+        b'{"a":1} x',
+        b"[" * 100_000,
+    ],
+)
+def test_load_line_answers_as_json_loads_does(line: bytes) -> None:
+    from hpo.journal._validate import load_line
+
+    def outcome(parse: Any) -> Any:
+        try:
+            return ("value", json.dumps(parse(line)))
+        except Exception as exc:  # noqa: BLE001  the kind of failure is what is compared
+            return ("raises", type(exc))
+
+    assert outcome(load_line) == outcome(json.loads)
+
+
+def test_a_distribution_parsed_once_still_refuses_a_value_it_does_not_fit() -> None:
+    from hpo.journal._validate import log_problem
+
+    distribution = optuna.distributions.distribution_to_json(optuna.distributions.CategoricalDistribution(["a", "b"]))
+    entry = {
+        "op_code": 5,
+        "worker_id": "w",
+        "trial_id": 0,
+        "param_name": "x",
+        "param_value_internal": 1,
+        "distribution": distribution,
+    }
+    assert log_problem(entry) is None
+    assert log_problem({**entry, "param_value_internal": 2}) == "'param_value_internal' = 2 does not fit its distribution"
+    assert log_problem(entry) is None
+    for _ in range(2):
+        problem = log_problem({**entry, "distribution": '{"name": "Nope"}'})
+        assert problem is not None and problem.startswith("'distribution' is not a distribution (")

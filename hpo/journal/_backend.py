@@ -99,7 +99,7 @@ from hpo.errors import JournalError, JournalFencedError, VolumeNotFoundError
 from hpo.journal import _epochs
 from hpo.journal._cache import CacheState, JournalCache, default_cache_dir
 from hpo.journal._epochs import Epoch, JournalView, Marker, Piece, covered_name, markers_in, voided, writer_at
-from hpo.journal._validate import log_problem, parse_logs
+from hpo.journal._validate import load_line, log_problem, parse_logs
 from hpo.layout import StudyLayout
 from hpo.volume import Volume, open_volume
 
@@ -318,7 +318,7 @@ class VolumeJournalBackend(BaseJournalBackend):
         segments = view.segments()
         while self._state.logs in segments:
             piece = segments[self._state.logs]
-            self._take(self._read_segment(piece.key), piece.key)
+            self._take(*self._read_segment(piece.key), piece.key)
         view.check_chain(self._state.covered, self._state.logs)
         since = compaction.position if compaction is not None else 0
         self._since_compaction = sum(1 for first in segments if first >= since)
@@ -343,16 +343,16 @@ class VolumeJournalBackend(BaseJournalBackend):
 
     def _read_compaction(self, piece: Piece) -> None:
         """Take the logs the cache lacks from one compacted object. Call under the cache lock."""
-        data = self._read_segment(piece.key)
+        data, logs = self._read_segment(piece.key)
         lines = data.splitlines(keepends=True)
         if len(lines) != piece.position:
             raise JournalError(
                 f"{self._volume.url}: {piece.key} holds {len(lines)} logs, its name says {piece.position}"
             )
-        if self._logs and json.loads(lines[0]) != self._logs[0]:
+        if self._logs and logs[0] != self._logs[0]:
             raise JournalError(f"{self._volume.url}: {piece.key} does not begin like the cached journal")
         new = lines[self._state.logs :]
-        self._logs.extend(json.loads(line) for line in new)
+        self._logs.extend(logs[self._state.logs :])
         self._record(b"".join(new), len(new), piece.key, len(data))
 
     # -- reading -------------------------------------------------------------------------
@@ -364,10 +364,10 @@ class VolumeJournalBackend(BaseJournalBackend):
             epoch = writer_at(self._markers, first)
             key = self._layout.journal_segment(first, epoch.number, epoch.token)
             try:
-                data = self._read_segment(key)
+                data, logs = self._read_segment(key)
             except VolumeNotFoundError:
                 return
-            self._take(data, key)
+            self._take(data, logs, key)
 
     def _adopt_shared(self) -> None:
         """Take what another process on this machine added to the shared cache since we last looked."""
@@ -396,18 +396,20 @@ class VolumeJournalBackend(BaseJournalBackend):
                 f"already shown ({reason}); reopen the study to see it as it stands"
             )
 
-    def _read_segment(self, key: str) -> bytes:
-        """One journal object, checked whole: a segment is written atomically, so every line must be a log.
+    def _read_segment(self, key: str) -> tuple[bytes, list[dict[str, Any]]]:
+        """One journal object and its logs, checked whole: a segment is written atomically, so every line must be a log.
 
         "A log" is what Optuna's replay can apply (:func:`log_problem`): the
         volume is writable by every pod, and a line Optuna chokes on would
         otherwise surface as a ``KeyError`` in every command that opens the study.
+        The logs are returned as parsed here, one per line, so no line is parsed twice.
         """
         data = self._volume.read_bytes(key)
         self.segment_reads += 1
+        logs = []
         for number, line in enumerate(data.splitlines(), 1):
             try:
-                entry = json.loads(line)
+                entry = load_line(line)
             except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
                 raise JournalError(
                     f"{self._volume.url}: {key}: line {number}: corrupt journal segment ({_short(exc)})"
@@ -415,15 +417,18 @@ class VolumeJournalBackend(BaseJournalBackend):
             problem = log_problem(entry)
             if problem is not None:
                 raise JournalError(f"{self._volume.url}: {key}: line {number}: not an Optuna journal log ({problem})")
+            logs.append(entry)
         if not data or not data.endswith(b"\n"):
             raise JournalError(f"{self._volume.url}: {key}: empty or truncated journal segment")
-        return data
+        return data, logs
 
-    def _take(self, data: bytes, key: str) -> None:
-        """Add one segment's logs to memory and the cache. Under the lock."""
-        lines = data.splitlines()
-        self._logs.extend(json.loads(line) for line in lines)
-        self._record(data, len(lines), key, len(data))
+    def _take(self, data: bytes, logs: list[dict[str, Any]], key: str) -> None:
+        """Add one segment's logs (``data``, parsed and checked by :meth:`_read_segment`) to memory and the cache.
+
+        Under the lock.
+        """
+        self._logs.extend(logs)
+        self._record(data, len(logs), key, len(data))
 
     def _record(self, data: bytes, logs: int, key: str, size: int) -> None:
         """Count ``logs`` more logs (already in memory) as flushed, from ``key``; extend the cache. Under the lock.
