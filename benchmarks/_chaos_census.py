@@ -32,6 +32,7 @@ from hpo.errors import HpoError
 from hpo.events import DoneEvent, ErrorEvent, EventTail, PrunedEvent, ReportEvent, drain
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
+from hpo.trial_attrs import ATTR_PRUNE_ORDER
 from hpo.volume import Volume
 
 COST_TOLERANCE_USD = 0.01
@@ -86,22 +87,33 @@ def read_written(volume: Volume, study: str) -> Written:
             elif isinstance(event, DoneEvent | PrunedEvent | ErrorEvent) and trial not in written.verdicts:
                 value = event.value if isinstance(event, DoneEvent) else None
                 written.verdicts[trial] = Verdict(event.type, attempt, event.t, value)
-    for trial in written.attempts:
-        written.unseen_at_prune |= {(trial, step) for step in _unseen_at_prune(volume, layout, trial)}
     return written
 
 
-def _unseen_at_prune(volume: Volume, layout: StudyLayout, trial: int) -> set[int]:
+def mark_unseen_at_prune(volume: Volume, study: str, trials: Iterable[FrozenTrial], written: Written) -> None:
+    """Note the reports each pruned trial's attempt wrote past what the pruning decision had read."""
+    layout = StudyLayout(study)
+    recorded = {t.number: t.user_attrs.get(ATTR_PRUNE_ORDER) for t in trials}
+    for trial in written.attempts:
+        steps = _unseen_at_prune(volume, layout, trial, recorded.get(trial))
+        written.unseen_at_prune |= {(trial, step) for step in steps}
+
+
+def _unseen_at_prune(volume: Volume, layout: StudyLayout, trial: int, recorded: object = None) -> set[int]:
     """Steps the pruned attempt wrote after the bytes the controller had read when it decided (none if not pruned).
 
     The controller records in the prune order how far it had read the
     attempt's event file; a worker reporting on meanwhile wrote the rest, which
-    cannot enter a trial pruned already: late, not lost.
+    cannot enter a trial pruned already: late, not lost. The order is in the
+    trial's ``control.json`` and, told with the verdict, in its user attributes
+    (``recorded``): a controller killed between the tell and the write leaves only that.
     """
     try:
         order = volume.read_json(layout.control(trial))
     except HpoError:
-        return set()
+        order = recorded
+    if not isinstance(order, dict) or order.get("action") != "prune":
+        order = recorded
     if not isinstance(order, dict) or order.get("action") != "prune":
         return set()
     attempt, read = order.get("attempt"), order.get("events_read")
@@ -373,6 +385,7 @@ def build_census(
     """Read the volume and the study, and put the harness's own counts beside them."""
     written = read_written(volume, study)
     facts = read_study(volume, study, cache_dir)
+    mark_unseen_at_prune(volume, study, facts.trials, written)
     found = compare(facts.trials, written)
     states: dict[str, int] = {}
     for trial in facts.trials:

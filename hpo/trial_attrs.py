@@ -33,6 +33,9 @@ ATTR_BUDGET_STOPS = "budget_stops"  # attempts ended by a budget stop (they do n
 ATTR_COST_USD = "cost_usd"  # the trial's spend so far, USD
 ATTR_GPU_SECONDS = "gpu_seconds"  # GPU-seconds billed: billed seconds x GPUs per pod
 ATTR_GPU_TYPE = "gpu_type"  # the GPU type(s) its attempts ran on
+# The prune order as decided (step, attempt, events_read), told with the verdict: control.json is
+# written after the tell, so a controller killed in between leaves only this to say what the decision saw.
+ATTR_PRUNE_ORDER = "hpo:prune_order"
 
 RESERVED_USER_ATTRS = frozenset(
     {

@@ -13,6 +13,7 @@ from controller_harness import Seam
 from optuna.trial import TrialState
 
 from hpo.backends import AttemptRef
+from hpo.trial_attrs import ATTR_PRUNE_ORDER
 
 MEDIAN = "{type: median, n_startup_trials: 1, n_warmup_steps: 0}"
 
@@ -42,6 +43,8 @@ def test_a_bad_trial_is_pruned_ordered_and_terminated_in_one_poll_and_a_late_don
     assert seam.control(1) == {
         "action": "prune", "step": 2, "attempt": 0, "events_read": seam.volume.size(seam.layout.events(1, 0)),
     }
+    # The journal says what the decision saw with the verdict (control.json comes after the tell).
+    assert trial.user_attrs[ATTR_PRUNE_ORDER] == seam.control(1)
     assert seam.backend.terminated == ["w1"] and AttemptRef(1, 0) not in seam.backend.alive
     assert 1 not in seam.controller.runs
     assert seam.backend.launched[-1] == AttemptRef(2, 0)  # its slot went to the next trial in the same poll

@@ -93,6 +93,7 @@ from hpo.trial_attrs import (
     ATTR_ERROR,
     ATTR_INTERRUPTION,
     ATTR_PREEMPTIONS,
+    ATTR_PRUNE_ORDER,
     ATTR_QUEUED,
     int_attr,
     is_reserved,
@@ -374,9 +375,11 @@ class Controller:
 
     def _prune(self, run: TrialRun, step: int) -> None:
         # Tell first and flush, then act: a crash in between leaves a journal
-        # that says "pruned", and the next controller only has to clean up.
+        # that says "pruned" (and what the decision saw), and the next controller only has to clean up.
+        order = prune_order(run, step)
+        self.storage.optuna.set_trial_user_attr(run.trial_id, ATTR_PRUNE_ORDER, order)
         self.finish(run, TrialState.PRUNED, None)
-        self.volume.write_json(self.layout.control(run.number), prune_order(run, step))
+        self.volume.write_json(self.layout.control(run.number), order)
         if run.handle is not None:
             self.backend.terminate(run.handle)
             self.costs.ended(run.ref)
