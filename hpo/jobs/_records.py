@@ -58,7 +58,7 @@ attempt an infrastructure fault ended): nothing says whether the command finishe
 
 
 def new_job_id(now: float | None = None) -> str:
-    """A fresh job id, ``YYYYMMDD-HHMMSS-xxxx`` (UTC, then 4 random hex digits): sorts by start, reads as a date."""
+    """A fresh job id, ``YYYYMMDD-HHMMSS-xxxx`` (UTC, then 4 random hex digits): sorts by start (to the second), reads as a date."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
     return f"{stamp}-{secrets.token_hex(2)}"
 
