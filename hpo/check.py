@@ -135,15 +135,17 @@ def check_study(
 ) -> list[CheckLine]:
     """The checks of a loaded study: local lines for a local study, RunPod's for a RunPod one."""
     context = _Context(config, seconds_per_step=seconds_per_step)
+    space = [_search_space_line(config)] if config.space_source == "search_space" else []
     if isinstance(config.compute, LocalCompute):
         return [
             ok("compute", "local: trials run as processes on this machine (no RunPod check)"),
+            *space,
             _local_volume_line(config),
             _local_estimate_line(config),
         ]
     with _client(env) as (api, problem):
         context.api = api
-        lines = [_api_key_line(context, problem)]
+        lines = [_api_key_line(context, problem), *space]
         lines += _volume_lines(context)
         lines.append(_s3_line(context))
         lines += _image_lines(context)
@@ -184,6 +186,35 @@ def _placeholder_line(studies: Path, name: str) -> CheckLine:
 
 
 # ---------------------------------------------------------------- local studies
+
+
+def _search_space_line(config: StudyConfig) -> CheckLine:
+    """A define-by-run study: its module imports here (where ``hpo run`` asks) and ``search_space`` samples.
+
+    The controller imports the objective module's top level and calls
+    ``search_space(trial)`` for every new trial; a module whose top level needs
+    a library only the trial image has, or a function that raises, would
+    otherwise fail the run at its first ask. Sampled once on a throwaway
+    in-memory study: nothing touches the study's storage.
+    """
+    import optuna  # only a define-by-run study pays for the import here
+
+    from hpo.code import load_search_space, sample_search_space
+
+    objectives = config.source.parent / "objectives"
+    shown = f"objectives/{config.objective.partition(':')[0]}.py"
+    try:
+        function = load_search_space(objectives, config.objective)
+        study = optuna.create_study(direction=config.direction, sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        sample_search_space(function, trial, config.objective, objectives)
+    except HpoError as exc:
+        return fail(
+            "search space", str(exc),
+            "fix search_space(trial); import training libraries inside the objective, not at the module's top",
+        )
+    names = ", ".join(trial.params) or "no parameters"
+    return ok("search space", f"{shown}: search_space(trial) sampled {len(trial.params)} ({names})")
 
 
 def _local_volume_line(config: StudyConfig) -> CheckLine:

@@ -223,3 +223,58 @@ def test_the_registry_is_the_first_component_only_when_it_is_a_host() -> None:
     assert registry_of("ghcr.io/me/trial:1") == "ghcr.io"
     assert registry_of("me/trial:1") == "docker.io"
     assert registry_of("localhost:5000/trial") == "localhost:5000"
+
+
+DEFINE_BY_RUN = """
+studies:
+  space:
+    objective: {module}
+    budget: {{trials: 2}}
+    volume: {{path: storage}}
+"""
+
+
+def _define_by_run_project(tmp_path: Path, module: str, source: str) -> Path:
+    (tmp_path / "objectives").mkdir()
+    (tmp_path / "objectives" / "__init__.py").write_text("")
+    (tmp_path / "objectives" / f"{module}.py").write_text(source)
+    studies = tmp_path / "studies.yaml"
+    studies.write_text(DEFINE_BY_RUN.format(module=module))
+    return studies
+
+
+def test_a_define_by_run_space_is_sampled_once_by_the_check(tmp_path: Path) -> None:
+    source = (
+        "def search_space(trial):\n"
+        "    kind = trial.suggest_categorical('kind', ['a', 'b'])\n"
+        "    if kind == 'a':\n"
+        "        trial.suggest_float('x', 0.0, 1.0)\n"
+        "    else:\n"
+        "        trial.suggest_int('n', 1, 3)\n"
+        "def objective(trial):\n"
+        "    return 0.0\n"
+    )
+    lines = {line.check: line for line in check_file(_define_by_run_project(tmp_path, "dbr", source), "space")}
+    assert lines["search space"].status == "ok"
+    assert "objectives/dbr.py: search_space(trial) sampled 2 (kind, " in lines["search space"].detail
+    assert not (tmp_path / "storage").exists()  # sampled on a throwaway study: the study's storage is untouched
+
+
+@pytest.mark.parametrize(
+    ("source", "expect"),
+    [
+        ("import not_installed_anywhere\ndef search_space(trial):\n    pass\n", "No module named 'not_installed_anywhere'"),
+        ("def search_space(trial):\n    raise ValueError('no space yet')\n", "ValueError at objectives/dbr.py line 2: no space yet"),
+    ],
+    ids=["top-level-import", "raises"],
+)
+def test_a_define_by_run_space_that_cannot_run_here_fails_the_check_and_the_run(
+    tmp_path: Path, source: str, expect: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    studies = _define_by_run_project(tmp_path, "dbr", source + "def objective(trial):\n    return 0.0\n")
+    lines = {line.check: line for line in check_file(studies, "space")}
+    assert lines["search space"].status == "fail" and expect in lines["search space"].detail
+    # `hpo run` refuses before asking the study anything: no trial is created, no storage made.
+    assert main(["run", "--studies", str(studies), "--study", "space", "--quiet"]) == 1
+    assert expect in capsys.readouterr().err
+    assert not (tmp_path / "storage").exists()
