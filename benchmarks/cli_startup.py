@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import optuna
+from _child_cpu import run_measured
 from optuna.trial import TrialState
 
 from hpo.config import load_study
@@ -76,12 +75,10 @@ def make_study(root: Path) -> Path:
 
 def cpu_seconds(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     """The CPU seconds (user + system) one run of ``command`` took, as its parent sees them."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, done = run_measured(command, cwd, env)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:

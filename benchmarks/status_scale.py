@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
+from _child_cpu import run_measured
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -110,13 +109,11 @@ def cpu_seconds(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[flo
 
     A command that fails counts NaN seconds (an option this version lacks), after its error on stderr.
     """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, done = run_measured(command, cwd, env)
     if done.returncode != 0:
         print(f"{' '.join(command[1:])} exited {done.returncode}: {done.stderr.strip()[-300:]}", file=sys.stderr)
         return float("nan"), 0
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), len(done.stdout.splitlines())
+    return seconds, len(done.stdout.splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:

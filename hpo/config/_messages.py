@@ -123,8 +123,11 @@ def _render_container(
     return sum(len(p) for p in pieces[start:]) <= budget
 
 
-def kind_of(value: Any) -> str:
-    """Name a YAML value's kind for "must be a mapping (got a list)" messages."""
+def kind_of(value: Any, mapping: str = "a mapping") -> str:
+    """Name a value's kind for "must be a mapping (got a list)" messages (never the value: it may be huge).
+
+    ``mapping`` names a dict: YAML's word by default; RunPod's JSON says "an object".
+    """
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -135,8 +138,8 @@ def kind_of(value: Any) -> str:
         return "a string"
     if isinstance(value, list):
         return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
+    if isinstance(value, Mapping):
+        return mapping
     return type(value).__name__
 
 

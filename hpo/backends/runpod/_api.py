@@ -65,6 +65,7 @@ from tenacity import (
 )
 from urllib3.exceptions import ConnectTimeoutError, DecodeError, ProtocolError, ReadTimeoutError
 
+from hpo.config import kind_of
 from hpo.errors import (
     ApiError,
     ApiUnavailableError,
@@ -306,19 +307,7 @@ def _warn_once(key: tuple[str, ...], message: str, *args: object) -> None:
 
 def _kind(value: Any) -> str:
     """What a JSON value is, in words, for a message (never the value itself: it may be huge)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
+    return kind_of(value, mapping="an object")
 
 
 def _one_line(text: str, limit: int = 300) -> str:
