@@ -34,6 +34,7 @@ from optuna.trial import TrialState, create_trial
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the harness and its in-memory helpers live with the tests
+sys.path.insert(1, str(REPO))  # the package itself, when it is not installed
 
 from controller_harness import Seam  # noqa: E402
 
@@ -76,7 +77,7 @@ def measure(root: Path, history: int, live: int, polls: int, pruner: str) -> dic
     logs_before = reports = 0
     for poll in range(warmup + polls):
         if poll == warmup:
-            logs_before, reports = len(journal._logs), 0
+            logs_before, reports = journal.log_count, 0
         for run in list(controller.runs.values()):
             seam.reports(run.number, {poll: 0.5 / (poll + 1)}, attempt=run.attempt)
             reports += 1
@@ -86,7 +87,7 @@ def measure(root: Path, history: int, live: int, polls: int, pruner: str) -> dic
         elapsed = time.process_time() - start
         if poll >= warmup:
             times.append(elapsed)
-    logs = len(journal._logs) - logs_before
+    logs = journal.log_count - logs_before
     return {
         "median": statistics.median(times),
         "worst": max(times),

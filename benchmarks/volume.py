@@ -2,7 +2,7 @@
 
 Builds a study of 2,000 trials x 50 reports in the journal on an S3 bucket
 (written through the controller's own journal writer, a flush every 10 trials,
-compaction on), then measures:
+compaction in tiers of 16 on), then measures:
 
 * opening it cold (a fresh local cache: another machine) and warm (the cache
   of a previous open), with and without compaction, in seconds and S3 requests;
@@ -139,10 +139,12 @@ def main() -> int:
         print(f"building {args.trials} trials x {args.reports} reports ...", file=sys.stderr)
         logs = build_logs(work / "optuna.journal", args.trials, args.reports)
         per_flush = max(1, len(logs) // (args.trials // 10 or 1))  # one flush per ~10 trials, as a controller would
-        write_journal(volume, "bench", logs, per_flush, compact_every=100, cache=work / "writer")
+        write_journal(volume, "bench", logs, per_flush, compact_every=16, cache=work / "writer")
         write_journal(volume, "bench-nocompact", logs, per_flush, compact_every=10**9, cache=work / "writer2")
         listing = volume.list("hpo/bench/journal/")
-        segments = sum(1 for info in listing if "upto-" not in info.key and "/epochs/" not in info.key)
+        segments = sum(
+            1 for info in listing if "upto-" not in info.key and "range-" not in info.key and "/epochs/" not in info.key
+        )
         print(f"{len(logs)} journal logs in {segments} segments of ~{per_flush} logs")
 
         base_s, trials = timed(lambda: len(optuna.load_study(

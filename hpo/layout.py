@@ -4,7 +4,8 @@
 
     hpo/<study>/lease.json                               controller holding the study
     hpo/<study>/journal/<first log>-e<epoch>-<token>.jsonl   controller: Optuna journal segments
-    hpo/<study>/journal/upto-<count>-e<epoch>-<token>.jsonl  controller: logs 0..count-1 in one object (compaction)
+    hpo/<study>/journal/range-<from>-<to>-e<epoch>-<token>.jsonl  controller: logs from..to-1 in one object (compaction)
+    hpo/<study>/journal/upto-<count>-e<epoch>-<token>.jsonl  older controllers: logs 0..count-1 (still read)
     hpo/<study>/journal/epochs/<epoch>-<token>-from-<first log>.json   controller: its epoch (see hpo.journal)
     hpo/<study>/code/<sha256>.tar.gz                     controller: snapshot of objectives/
     hpo/<study>/trials/<n>/spec.json                     controller: what trial n runs
@@ -33,6 +34,9 @@ JOURNAL_TOKEN_CHARS = 8
 _EPOCH_SUFFIX = rf"(?:-e(\d{{{JOURNAL_EPOCH_DIGITS}}})-([0-9a-f]{{{JOURNAL_TOKEN_CHARS}}}))?"
 _SEGMENT_RE = re.compile(rf"(\d{{{JOURNAL_SEGMENT_DIGITS}}}){_EPOCH_SUFFIX}\.jsonl")
 _COMPACTION_RE = re.compile(rf"upto-(\d{{{JOURNAL_SEGMENT_DIGITS}}}){_EPOCH_SUFFIX}\.jsonl")
+_RANGE_RE = re.compile(
+    rf"range-(\d{{{JOURNAL_SEGMENT_DIGITS}}})-(\d{{{JOURNAL_SEGMENT_DIGITS}}}){_EPOCH_SUFFIX}\.jsonl"
+)
 _MARKER_RE = re.compile(
     rf"(\d{{{JOURNAL_EPOCH_DIGITS}}})-([0-9a-f]{{{JOURNAL_TOKEN_CHARS}}})-from-(\d{{{JOURNAL_SEGMENT_DIGITS}}})\.json"
 )
@@ -41,8 +45,9 @@ _MARKER_RE = re.compile(
 class JournalKey(NamedTuple):
     """What a journal key's name says.
 
-    ``kind`` is ``"segment"`` (``number`` = its first log), ``"compaction"``
-    (``number`` = how many logs it holds) or ``"epoch"`` (a writer's epoch
+    ``kind`` is ``"segment"`` (``number`` = its first log), ``"range"``
+    (logs ``number`` to ``end - 1``), ``"compaction"`` (the older ``upto-``
+    objects: ``number`` = how many logs it holds, from log 0) or ``"epoch"`` (a writer's epoch
     marker; ``number`` = the log it started writing at). ``epoch`` and ``token``
     are the writer's epoch; names without one (written before epochs existed)
     are epoch 0 with an empty token.
@@ -52,6 +57,7 @@ class JournalKey(NamedTuple):
     number: int
     epoch: int = 0
     token: str = ""
+    end: int | None = None  # a range's end (one past its last log); None for the other kinds
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,11 @@ class StudyLayout:
         """Logs 0..count-1 in one object, so opening a long study reads one object, not thousands."""
         return f"{self.journal_dir}/upto-{log_count:0{JOURNAL_SEGMENT_DIGITS}d}{_epoch_suffix(epoch, token)}.jsonl"
 
+    def journal_range(self, first: int, end: int, epoch: int, token: str) -> str:
+        """Logs ``first..end-1`` in one object: a tier of compaction (see :mod:`hpo.journal._backend`)."""
+        digits = JOURNAL_SEGMENT_DIGITS
+        return f"{self.journal_dir}/range-{first:0{digits}d}-{end:0{digits}d}{_epoch_suffix(epoch, token)}.jsonl"
+
     def journal_epoch_marker(self, epoch: int, token: str, start: int) -> str:
         """The marker a writer leaves when it takes ``epoch``, having read the journal's first ``start`` logs."""
         return (
@@ -96,7 +107,7 @@ class StudyLayout:
         )
 
     def parse_journal_key(self, key: str) -> JournalKey | None:
-        """What a key under the journal folder is (segment, compaction, epoch marker), else None."""
+        """What a key under the journal folder is (segment, range, compaction, epoch marker), else None."""
         folder, _, name = key.rpartition("/")
         if folder == self.journal_epochs_dir:
             marker = _MARKER_RE.fullmatch(name)
@@ -109,6 +120,9 @@ class StudyLayout:
             found = pattern.fullmatch(name)
             if found is not None:
                 return JournalKey(kind, int(found[1]), int(found[2] or 0), found[3] or "")
+        found = _RANGE_RE.fullmatch(name)
+        if found is not None and int(found[1]) < int(found[2]):
+            return JournalKey("range", int(found[1]), int(found[3] or 0), found[4] or "", int(found[2]))
         return None
 
     def code(self, sha256: str) -> str:

@@ -25,7 +25,7 @@ MEDIAN = "{type: median, n_startup_trials: 1, n_warmup_steps: 0}"
 def _logs(seam: Seam) -> int:
     journal = seam.controller.storage.journal
     assert journal is not None
-    return len(journal._logs)
+    return journal.log_count
 
 
 def test_a_report_costs_one_journal_log_and_no_last_step_attribute(tmp_path: Path) -> None:

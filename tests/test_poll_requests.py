@@ -72,6 +72,8 @@ def _kind(operation: str, key: str) -> str:
         return f"lease {operation}"
     if operation == "ListObjectsV2" and key.startswith(LAYOUT.journal_epochs_dir):
         return "journal fence listing"
+    if operation == "PutObject" and key.startswith(LAYOUT.journal_dir + "/range-"):
+        return "journal compaction"
     if operation == "PutObject" and key.startswith(LAYOUT.journal_dir + "/"):
         return "journal segment"
     if operation == "ListObjectsV2" and key.startswith(LAYOUT.trials_dir):
@@ -104,7 +106,7 @@ def test_a_poll_of_3_live_trials_costs_one_listing_and_one_get_per_grown_file(
     controller.cycle()  # launches the 3 trials
     assert len(controller.runs) == 3
     requests.take()
-    polls, renewals = 40, Counter[str]()
+    polls, renewals, compactions = 40, Counter[str](), 0
     for step in range(1, polls + 1):
         seam.clock.sleep(seam.config.poll_interval)
         for trial in range(3):
@@ -112,11 +114,15 @@ def test_a_poll_of_3_live_trials_costs_one_listing_and_one_get_per_grown_file(
         controller.cycle()
         kinds = requests.take()
         renewals.update({kind: kinds.pop(kind) for kind in list(kinds) if kind.startswith("lease")})
+        compactions += kinds.pop("journal compaction", 0)
         # What the README promises: one listing, one GET per grown file; the journal's new segment and its fence.
         assert kinds == {"event files listing": 1, "event file read": 3, "journal segment": 1, "journal fence listing": 1}
     assert [t.intermediate_values for t in seam.study().trials] == [{s: 1.0 / s for s in range(1, polls + 1)}] * 3
     # The lease (60 s) is renewed every 20 s, by polls 1 s apart: twice in 40 polls, a GET and a PUT each.
     assert renewals == {"lease GetObject": 2, "lease PutObject": 2}
+    # Every 16th segment is merged with the 15 before it into one range object (tiered compaction): the
+    # flushes before the polls (begin, the launching cycle) count towards the first one.
+    assert compactions in (polls // 16, polls // 16 + 1)
 
     seam.clock.sleep(seam.config.poll_interval)
     controller.cycle()  # a quiet poll: nothing grew

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.journal._validate import parse_logs
-
 
 def default_cache_dir() -> Path:
     """``$HPO_CACHE_DIR``, else ``$XDG_CACHE_HOME/runpod-hpo``, else ``~/.cache/runpod-hpo``."""
@@ -97,26 +95,27 @@ class JournalCache:
             return CacheState(self.volume_url)
         return state if state.volume == self.volume_url else CacheState(self.volume_url)
 
-    def load(self, state: CacheState) -> list[dict[str, Any]]:
-        """Return the cached logs that ``state`` vouches for, dropping any torn tail. Call under the lock."""
+    def load(self, state: CacheState) -> bytearray:
+        """The cached bytes that ``state`` vouches for, whole lines, dropping any torn tail. Call under the lock.
+
+        Only their length and line count are checked here: each log is parsed and
+        checked when it is served (:meth:`VolumeJournalBackend.read_logs`), and a
+        cached line that is no log then sends the reader back to the volume.
+        """
         if state.logs == 0:
             self.reset()
-            return []
+            return bytearray()
+        data = bytearray(state.bytes)
         try:
             with open(self.path, "rb") as f:
-                data = f.read(state.bytes)
+                got = f.readinto(data)
         except OSError:
-            data = b""
-        lines = data.splitlines()
-        if len(data) != state.bytes or len(lines) != state.logs:
+            got = -1
+        if got != state.bytes or data.count(b"\n") != state.logs or not data.endswith(b"\n"):
             self.reset()
-            return []
-        logs = parse_logs(lines)
-        if logs is None:  # not Optuna logs (damaged, or cached by a version that did not check): start afresh
-            self.reset()
-            return []
+            return bytearray()
         os.truncate(self.path, state.bytes)  # a writer killed after writing, before the sidecar
-        return logs
+        return data
 
     def reset(self) -> None:
         """Forget everything cached. Call under the lock."""

@@ -10,6 +10,7 @@ journal. The argument for why that is safe is in :mod:`hpo.journal._backend`.
 
 from __future__ import annotations
 
+import bisect
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,13 +56,36 @@ class Marker:
 
 @dataclass(frozen=True)
 class Piece:
-    """A segment (``position`` = its first log) or a compaction (``position`` = its log count)."""
+    """A journal object: a segment (logs from ``start``; its end is known once read) or a range.
 
-    kind: str
-    position: int
+    A range holds logs ``start..end-1``: ``range-<start>-<end>-...`` objects,
+    and the ``upto-<end>-...`` compactions of older versions (``start`` 0).
+    """
+
+    kind: str  # "segment" or "range"
+    start: int
+    end: int | None  # None for a segment
     epoch: Epoch
     key: str
     size: int
+
+    @property
+    def limit(self) -> int:
+        """A newer writer's marker voids this piece when it starts before ``limit`` (see :func:`superseding`)."""
+        return self.start + 1 if self.end is None else self.end
+
+
+def piece_of(layout: StudyLayout, key: str, size: int = 0) -> Piece | None:
+    """The piece a journal key names (None for epoch markers and keys that are no journal object)."""
+    parsed = layout.parse_journal_key(key)
+    if parsed is None or parsed.kind == "epoch":
+        return None
+    epoch = Epoch(parsed.epoch, parsed.token)
+    if parsed.kind == "segment":
+        return Piece("segment", parsed.number, None, epoch, key, size)
+    if parsed.kind == "compaction":
+        return Piece("range", 0, parsed.number, epoch, key, size)
+    return Piece("range", parsed.number, parsed.end, epoch, key, size)
 
 
 def markers_in(layout: StudyLayout, infos: Iterable[ObjectInfo]) -> list[Marker]:
@@ -74,19 +98,21 @@ def markers_in(layout: StudyLayout, infos: Iterable[ObjectInfo]) -> list[Marker]
     return sorted(found, key=lambda m: (m.epoch, m.start))
 
 
-def superseding(markers: Sequence[Marker], kind: str, position: int, epoch: Epoch) -> Marker | None:
-    """The newest marker that voids a piece of ``epoch`` at ``position``, or None if the piece stands.
+def superseding(markers: Sequence[Marker], piece: Piece) -> Marker | None:
+    """The newest marker that voids ``piece``, or None if the piece stands.
 
-    A segment from log ``f`` is void when a newer writer started at or before
-    ``f``: that writer never read it and writes its own logs from its start. A
-    compaction of ``n`` logs is void when a newer writer started before ``n``:
-    it may hold logs that writer never read.
+    A marker voids a piece of an older epoch when it starts before the piece's
+    :attr:`~Piece.limit`. For a segment from log ``f`` that is ``f + 1``: the
+    newer writer started at or before ``f``, never read the segment, and writes
+    its own logs from its start. For a range of logs ``a..b-1`` it is ``b``,
+    wherever the range begins: a writer that started before ``b`` never read
+    the range's last log (so the range may hold logs it replaced), while one that
+    started at or after ``b`` read every log of it, as it stands (the argument in
+    :mod:`hpo.journal._backend`). The older ``upto-<n>`` compactions are ranges
+    from 0, so the rule for them is unchanged: void when a newer writer started
+    before ``n``.
     """
-    void = [
-        m
-        for m in markers
-        if m.epoch > epoch and (m.start <= position if kind == "segment" else m.start < position)
-    ]
+    void = [m for m in markers if m.epoch > piece.epoch and m.start < piece.limit]
     return max(void, key=lambda m: m.epoch, default=None)
 
 
@@ -98,6 +124,11 @@ def writer_at(markers: Sequence[Marker], position: int) -> Epoch:
     (epoch 0 before any marker: a journal from before epochs existed).
     """
     return max((m.epoch for m in markers if m.start <= position), default=LEGACY)
+
+
+#: A warm reader behind the journal reads a range that starts before its position (and skips the part it
+#: has) rather than more than this many segments one by one.
+SEGMENTS_BEFORE_A_RANGE = 8
 
 
 class JournalView:
@@ -116,15 +147,15 @@ class JournalView:
         self.markers = markers_in(layout, infos)
         self.pieces: dict[str, Piece] = {}
         self._segments: dict[int, Piece] | None = None
+        self._ranges: dict[int, Piece] | None = None
         for info in infos:
-            parsed = layout.parse_journal_key(info.key)
-            if parsed is not None and parsed.kind != "epoch":
-                epoch = Epoch(parsed.epoch, parsed.token)
-                self.pieces[info.key] = Piece(parsed.kind, parsed.number, epoch, info.key, info.size)
+            piece = piece_of(layout, info.key, info.size)
+            if piece is not None:
+                self.pieces[info.key] = piece
 
     def stands(self, piece: Piece) -> bool:
         """True unless a newer writer's marker voids ``piece``."""
-        return superseding(self.markers, piece.kind, piece.position, piece.epoch) is None
+        return superseding(self.markers, piece) is None
 
     def segments(self) -> dict[int, Piece]:
         """The segments that stand, by first log: at most one per position (see the module's argument)."""
@@ -133,16 +164,77 @@ class JournalView:
         chain: dict[int, Piece] = {}
         for piece in self.pieces.values():
             if piece.kind == "segment" and self.stands(piece):
-                other = chain.get(piece.position)
+                other = chain.get(piece.start)
                 if other is None or piece.epoch > other.epoch:
-                    chain[piece.position] = piece
-        self._segments = chain
-        return chain
+                    chain[piece.start] = piece
+        self._segments = dict(sorted(chain.items()))
+        return self._segments
 
-    def compaction(self) -> Piece | None:
-        """The standing compaction that holds the most logs, or None."""
-        standing = [p for p in self.pieces.values() if p.kind == "compaction" and self.stands(p)]
-        return max(standing, key=lambda p: (p.position, p.epoch), default=None)
+    def ranges(self) -> dict[int, Piece]:
+        """The standing range that reaches furthest from each first log (the newest epoch of equals)."""
+        if self._ranges is not None:
+            return self._ranges
+        best: dict[int, Piece] = {}
+        for piece in self.pieces.values():
+            if piece.kind == "range" and self.stands(piece):
+                other = best.get(piece.start)
+                if other is None or (piece.limit, piece.epoch) > (other.limit, other.epoch):
+                    best[piece.start] = piece
+        self._ranges = best
+        return best
+
+    def next_piece(self, position: int) -> Piece | None:
+        """The object to read next for a journal read up to log ``position`` (None: nothing stands there).
+
+        Fewest objects first: the standing range from ``position`` that reaches
+        furthest, else the segment there. A range that begins before
+        ``position`` (a cache behind a compaction) is read, for the part after
+        ``position``, when no segment is there or it saves more than
+        :data:`SEGMENTS_BEFORE_A_RANGE` segment reads.
+        """
+        exact = self.ranges().get(position)
+        if exact is not None:
+            return exact
+        segment = self.segments().get(position)
+        over = [p for p in self.ranges().values() if p.start < position < p.limit]
+        if over:
+            cover = max(over, key=lambda p: (p.limit, p.epoch))
+            starts = list(self.segments())
+            skipped = bisect.bisect_left(starts, cover.limit) - bisect.bisect_left(starts, position)
+            if segment is None or skipped > SEGMENTS_BEFORE_A_RANGE:
+                return cover
+        return segment
+
+    def spans(self, end: int) -> list[tuple[int, int, int]]:
+        """The journal up to log ``end`` as the fewest standing objects cover it, by names alone.
+
+        Each span is ``(first log, end, weight)``, the weight being how many
+        standing segments it holds: what a writer continues its compaction
+        tiers from. A segment is taken to end where the next standing segment
+        begins (the journal was read whole, so it does). Where names alone do
+        not lead on, the rest is one span of weight 0, which nothing merges with.
+        """
+        segments = self.segments()
+        starts = list(segments)
+        spans = []
+        position = 0
+        while position < end:
+            piece = self.ranges().get(position)
+            if piece is not None and piece.limit <= end:
+                stop = piece.limit
+            elif position in segments:
+                after = bisect.bisect_right(starts, position)
+                stop = starts[after] if after < len(starts) else end
+            else:
+                spans.append((position, end, 0))
+                break
+            if stop <= position or stop > end:
+                spans.append((position, end, 0))
+                break
+            weight = bisect.bisect_left(starts, stop) - bisect.bisect_left(starts, position)
+            spans.append((position, stop, weight))
+            position = stop
+        return spans
 
     def newest_epoch_number(self) -> int:
         """The highest epoch number any marker or object on the volume carries (0 if none)."""
@@ -162,7 +254,7 @@ class JournalView:
                 return f"{key} is missing"
             if piece.size != size:
                 return f"{key} is {piece.size} bytes, the cache read {size}"
-            void = superseding(self.markers, piece.kind, piece.position, piece.epoch)
+            void = superseding(self.markers, piece)
             if void is not None:
                 return f"{key} was superseded by epoch {void.epoch} ({void.key})"
         return None
@@ -170,16 +262,16 @@ class JournalView:
     def check_chain(self, covered: Sequence[tuple[str, int]], end: int) -> None:
         """Raise :class:`JournalError` unless the journal read (``covered``, ending at log ``end``) is whole.
 
-        Every standing segment from the last compaction read on must be one of
-        the segments read. One off the chain means a segment is missing (the
-        chain stopped short of it) or has the wrong length (the chain stepped
-        over its start): the journal is broken.
+        Every standing segment from the end of the last range read on must be
+        one of the segments read. One off the chain means a segment is missing
+        (the chain stopped short of it) or has the wrong length (the chain
+        stepped over its start): the journal is broken.
         """
         keys = [f"{self._layout.journal_dir}/{name}" for name, _size in covered]
-        parsed = [k for k in (self._layout.parse_journal_key(key) for key in keys) if k is not None]
-        base = max((k.number for k in parsed if k.kind == "compaction"), default=0)
-        on_chain = {k.number for k in parsed if k.kind == "segment"}
-        off = sorted(p for p in self.segments() if p >= base and p not in on_chain)
+        read = [p for p in (piece_of(self._layout, key) for key in keys) if p is not None]
+        base = max((p.limit for p in read if p.kind == "range"), default=0)
+        on_chain = {p.start for p in read if p.kind == "segment"}
+        off = [p for p in self.segments() if p >= base and p not in on_chain]
         if not off:
             return
         previous = keys[-1] if keys else None
@@ -204,10 +296,10 @@ def voided(layout: StudyLayout, markers: Sequence[Marker], covered: Sequence[tup
     """
     for name, _size in covered:
         key = f"{layout.journal_dir}/{name}"
-        parsed = layout.parse_journal_key(key)
-        if parsed is None or parsed.kind == "epoch":
+        piece = piece_of(layout, key)
+        if piece is None:
             return f"{key} is not a journal object"
-        void = superseding(markers, parsed.kind, parsed.number, Epoch(parsed.epoch, parsed.token))
+        void = superseding(markers, piece)
         if void is not None:
             return f"{key} was superseded by epoch {void.epoch} ({void.key})"
     return None
