@@ -8,14 +8,17 @@ here, by the module's own ``volume`` fixture below.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from memory_volume import MemoryVolume
 
 from hpo.errors import VolumeError, VolumeEscapeError, VolumeNotFoundError
-from hpo.volume import DirectoryVolume, Volume
+from hpo.volume import DirectoryVolume, Volume, _directory
 
 
 @pytest.fixture(params=["directory", "s3", "memory"])
@@ -180,3 +183,120 @@ def test_a_folder_volume_replaces_a_planted_symlink_instead_of_following_it(tmp_
     (root / "c" / "gone.json").symlink_to(outside)
     volume.delete("c/gone.json")
     assert outside.exists() and not (root / "c" / "gone.json").is_symlink()
+
+
+# -- the folder volume's fast path (Linux): it must answer as the resolving path does ----------------------------
+
+needs_fd_names = pytest.mark.skipif(not DirectoryVolume(".")._fast, reason="no /proc/self/fd: every key is resolved")
+
+
+def planted_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A volume folder holding plain files and every kind of symlink a pod can plant, and a folder outside it."""
+    root, outside = tmp_path / "volume", tmp_path / "outside"
+    (root / "t" / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"system file\n")
+    (outside / "f").write_bytes(b"system file\n")
+    (root / "t" / "plain").write_bytes(b"plain file\n")
+    (root / "t" / "sub" / "f").write_bytes(b"in the sub folder\n")
+    links = {
+        "inner": "plain",  # in the volume: followed
+        "abs_inner": str(root / "t" / "plain"),
+        "dir_in": "sub",
+        "up_in": "../t",
+        "out": str(outside / "secret"),  # out of it: refused
+        "dir_out": str(outside),
+        "up_out": "../..",
+        "dangling_out": str(outside / "missing"),
+        "dangling_in": "missing",
+        "loop_a": "loop_b",
+        "loop_b": "loop_a",
+    }
+    for name, target in links.items():
+        (root / "t" / name).symlink_to(target)
+    os.mkfifo(root / "t" / "fifo")
+    return root, outside
+
+
+PLANTED_KEYS = [
+    "t/plain", "t/sub/f", "t/sub", "t/missing", "t/plain/x", "t/missing/x",
+    "t/inner", "t/abs_inner", "t/dir_in/f", "t/up_in/plain",
+    "t/out", "t/dir_out/secret", "t/dir_out/f", "t/up_out/outside/secret", "t/dangling_out", "t/dangling_in",
+    "t/loop_a", "t/loop_a/x", "t/fifo",
+]  # fmt: skip
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return ("value", call())
+    except VolumeError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@needs_fd_names
+@pytest.mark.parametrize("key", PLANTED_KEYS)
+def test_the_fast_path_answers_as_the_resolving_path_does(tmp_path: Path, key: str) -> None:
+    root, _ = planted_tree(tmp_path)
+    fast, slow = DirectoryVolume(root), DirectoryVolume(root)
+    slow._fast = False
+    reads: dict[str, Callable[[DirectoryVolume], Any]] = {
+        "size": lambda v: v.size(key),
+        "read_bytes": lambda v: v.read_bytes(key),
+        "read_from": lambda v: v.read_from(key, 1),
+        "read_range": lambda v: v.read_range(key, 1, 4),
+        "read_range_past_end": lambda v: v.read_range(key, 100, 4),
+    }
+    if key == "t/fifo":
+        reads = {"size": reads["size"]}  # opening a FIFO to read it waits for a writer, on either path
+    for op, read in reads.items():
+        got = outcome(lambda: read(fast))  # noqa: B023 (called at once)
+        assert got == outcome(lambda: read(slow)), (op, key)  # noqa: B023
+        assert b"system file" not in repr(got).encode(), (op, key)
+
+
+@needs_fd_names
+def test_the_fast_path_resolves_nothing_for_a_plain_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _ = planted_tree(tmp_path)
+    volume = DirectoryVolume(root)
+
+    def resolving(self: DirectoryVolume, key: str) -> Path:
+        raise AssertionError(f"resolved {key}")
+
+    monkeypatch.setattr(DirectoryVolume, "_path", resolving)
+    assert volume.size("t/sub/f") == len(b"in the sub folder\n")
+    assert volume.read_range("t/sub/f", 3, 5) == b"the s"
+    assert volume.read_bytes("t/plain") == b"plain file\n"
+    assert volume.size("t/missing") is None
+    with pytest.raises(AssertionError, match="resolved t/inner"):
+        volume.read_bytes("t/inner")  # a symlink on the way: the resolving path decides
+
+
+@needs_fd_names
+def test_the_fast_path_checks_the_file_it_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod swapping a folder for a symlink out of the volume just before the open: what was opened is refused."""
+    root, outside = planted_tree(tmp_path)
+    volume = DirectoryVolume(root)
+    real_open = os.open
+    swapped: list[str] = []
+
+    def swapping_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if not swapped and str(path) == f"{root}/t/sub/f":
+            (root / "t" / "sub").rename(root / "t" / "moved")
+            (root / "t" / "sub").symlink_to(outside, target_is_directory=True)
+            swapped.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(_directory.os, "open", swapping_open)
+    with pytest.raises(VolumeEscapeError, match="t/sub/f"):
+        volume.read_range("t/sub/f", 0, 100)
+    assert swapped
+    assert volume.size("t/sub/f") is None
+
+
+def test_a_folder_volume_reads_a_file_that_grows_between_its_size_and_its_read(tmp_path: Path) -> None:
+    volume = DirectoryVolume(tmp_path / "volume")
+    volume.append_bytes("r/events.jsonl", b"one\n")
+    assert volume.size("r/events.jsonl") == 4
+    volume.append_bytes("r/events.jsonl", b"two\n")
+    assert volume.read_range("r/events.jsonl", 4, 1 << 22) == b"two\n"
+    assert volume.read_from("r/events.jsonl", 2) == b"e\ntwo\n"

@@ -16,6 +16,17 @@ object of this volume), so one planted symlink cannot stop a poll of every
 trial's event files. A symlink that stays inside the root is followed.
 The check narrows, but cannot close, the race of a symlink planted between the
 check and the open (no ``openat`` walk); operations use the resolved path.
+
+Resolving costs a ``lstat`` per component of the absolute path, and a poll
+reads the size and the tail of every live event file. Where the kernel names
+an open file (``/proc/self/fd`` on Linux), reads and sizes take a fast path
+that checks the file actually opened instead: the key is opened as
+``<root>/<key>`` and used only if the kernel's name for the open file is that
+very path, so no symlink was followed on the way and the file is inside the
+root (and no race remains: what is read is what was checked). Anything else
+(a symlink on the way, a missing key for a read, an error, no ``/proc``)
+takes the resolving path above, which decides as it always did. Sizes open
+with ``O_PATH``, which opens nothing (no FIFO or device is touched).
 """
 
 from __future__ import annotations
@@ -27,6 +38,26 @@ from pathlib import Path
 
 from hpo.errors import VolumeError, VolumeEscapeError, VolumeNotFoundError
 from hpo.volume._base import ObjectInfo, Volume, check_key
+
+#: Where the kernel names each open file descriptor (Linux); without it every key is resolved.
+_FD_NAMES = "/proc/self/fd/"
+_HAS_FD_NAMES = os.path.isdir(_FD_NAMES)
+#: An fd for ``fstat`` and naming only: no read permission needed, no side effect on a FIFO or a device.
+_O_PATH = getattr(os, "O_PATH", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes from ``offset`` (fewer at the end of the file), without moving the file's offset."""
+    chunks: list[bytes] = []
+    while length > 0:
+        chunk = os.pread(fd, length, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        length -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class DirectoryVolume(Volume):
@@ -41,6 +72,9 @@ class DirectoryVolume(Volume):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.url = self.root.as_uri()
+        root_name = str(self.root)
+        self._prefix = root_name if root_name.endswith("/") else root_name + "/"
+        self._fast = _HAS_FD_NAMES and _O_PATH != 0
 
     @property
     def address(self) -> str:
@@ -64,37 +98,70 @@ class DirectoryVolume(Volume):
             raise VolumeEscapeError(self.url, key)
         return resolved
 
+    def _open_exact(self, key: str, flags: int) -> int | None:
+        """``key`` opened with ``flags`` if it is the file at ``<root>/<key>`` itself, no symlink followed; else None.
+
+        The kernel's name for the open file (``/proc/self/fd``) must be exactly
+        ``<root>/<key>``: a symlink anywhere on the way (in the volume or out of
+        it) makes it another name. None sends the caller to the resolving path,
+        which decides as without this one; ``OSError`` from the open is raised.
+        """
+        name = self._prefix + check_key(key)
+        fd = os.open(name, flags | _O_CLOEXEC)
+        try:
+            if os.readlink(f"{_FD_NAMES}{fd}") == name:
+                return fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    def _open_read(self, key: str) -> int:
+        """A descriptor of ``key`` open for reading; raises as ``open(self._path(key))`` would."""
+        if self._fast:
+            try:
+                fd = self._open_exact(key, os.O_RDONLY)
+            except OSError:
+                fd = None  # missing, a symlink loop, ...: the resolving path says which (an escape or not)
+            if fd is not None:
+                return fd
+        return os.open(self._path(key), os.O_RDONLY | _O_CLOEXEC)
+
+    def _read_fd(self, key: str, offset: int, length: int | None) -> bytes:
+        """At most ``length`` bytes (all, for None) of ``key`` from ``offset``, mapping errors as every read does."""
+        try:
+            fd = self._open_read(key)
+            try:
+                if offset == 0 and length is None:
+                    with os.fdopen(fd, "rb", closefd=False) as f:
+                        return f.read()
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    # What the file holds now, not a buffer of ``length`` bytes (a 4 MiB chunk per poll of every file).
+                    want = max(0, st.st_size - offset)
+                    return _pread(fd, want if length is None else min(length, want), offset)
+                with os.fdopen(fd, "rb", closefd=False) as f:
+                    f.seek(offset)
+                    return f.read() if length is None else f.read(length)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            raise VolumeNotFoundError(self.url, key) from None
+        except OSError as exc:
+            raise VolumeError(f"{self.url}: cannot read {key!r}: {exc.strerror}") from exc
+
     def local_path(self, key: str) -> Path:
         return self._path(key)
 
     def read_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise VolumeNotFoundError(self.url, key) from None
-        except OSError as exc:
-            raise VolumeError(f"{self.url}: cannot read {key!r}: {exc.strerror}") from exc
+        return self._read_fd(key, 0, None)
 
     def read_from(self, key: str, offset: int) -> bytes:
-        try:
-            with open(self._path(key), "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            raise VolumeNotFoundError(self.url, key) from None
-        except OSError as exc:
-            raise VolumeError(f"{self.url}: cannot read {key!r}: {exc.strerror}") from exc
+        return self._read_fd(key, offset, None)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """At most ``length`` bytes from ``offset``: one bounded read, whatever the file's size."""
-        try:
-            with open(self._path(key), "rb") as f:
-                f.seek(offset)
-                return f.read(length)
-        except FileNotFoundError:
-            raise VolumeNotFoundError(self.url, key) from None
-        except OSError as exc:
-            raise VolumeError(f"{self.url}: cannot read {key!r}: {exc.strerror}") from exc
+        return self._read_fd(key, offset, length)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self._entry(key)
@@ -132,6 +199,18 @@ class DirectoryVolume(Volume):
             raise VolumeError(f"{self.url}: cannot append to {key!r}: {exc.strerror}") from exc
 
     def size(self, key: str) -> int | None:
+        if self._fast:
+            try:
+                fd = self._open_exact(key, _O_PATH)
+            except (FileNotFoundError, NotADirectoryError):
+                return None  # as below: no such object (an escaping key is None too)
+            except OSError:
+                fd = None  # a symlink loop, ...: the resolving path decides
+            if fd is not None:
+                try:
+                    return os.fstat(fd).st_size
+                finally:
+                    os.close(fd)
         try:
             return self._path(key).stat().st_size
         except VolumeEscapeError:
