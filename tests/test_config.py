@@ -158,8 +158,8 @@ BAD: list[Any] = [
         id="unknown-pruner-typo",
     ),
     pytest.param(
-        text(edit(LOCAL, ("pruner", {"type": "wilcoxon"}))),
-        [at("pruner.type"), "unknown pruner 'wilcoxon'; choose from median, percentile, successive_halving"],
+        text(edit(LOCAL, ("pruner", {"type": "threshold"}))),
+        [at("pruner.type"), "unknown pruner 'threshold'; choose from median, percentile, successive_halving"],
         id="unknown-pruner-listed",
     ),
     pytest.param(
@@ -655,9 +655,21 @@ def test_sampler_build(write: Any) -> None:
             optuna.pruners.HyperbandPruner,
             {"_max_resource": 20, "_bootstrap_count": 1},
         ),
+        (
+            {"type": "wilcoxon", "p_threshold": 0.05, "n_startup_steps": 3},
+            optuna.pruners.WilcoxonPruner,
+            {"_p_threshold": 0.05, "_n_startup_steps": 3},
+        ),
+        (
+            {"type": "patient", "patience": 3, "min_delta": 0.01, "wrapped": {"type": "hyperband"}},
+            optuna.pruners.PatientPruner,
+            {"_patience": 3, "_min_delta": 0.01},
+        ),
+        ({"type": "patient", "patience": 0}, optuna.pruners.PatientPruner, {"_wrapped_pruner": None}),
         ("none", optuna.pruners.NopPruner, {}),
     ],
-    ids=["median", "percentile", "successive_halving", "hyperband-auto", "hyperband", "none"],
+    ids=["median", "percentile", "successive_halving", "hyperband-auto", "hyperband", "wilcoxon", "patient",
+         "patient-alone", "none"],
 )
 def test_pruner_build(write: Any, pruner: Any, cls: type, attributes: dict[str, Any]) -> None:
     study = load_study(write(text(edit(LOCAL, ("pruner", pruner)))), "demo")
@@ -665,6 +677,19 @@ def test_pruner_build(write: Any, pruner: Any, cls: type, attributes: dict[str, 
     assert type(built) is cls
     for name, value in attributes.items():
         assert getattr(built, name) == value, name
+
+
+def test_patient_wraps_a_pruner_built_with_the_study_max_step(write: Any) -> None:
+    pruner = {"type": "patient", "patience": 2, "wrapped": {"type": "hyperband"}}
+    built = load_study(write(text(edit(LOCAL, ("pruner", pruner)))), "demo").build_pruner()
+    assert type(built._wrapped_pruner) is optuna.pruners.HyperbandPruner
+    assert built._wrapped_pruner._max_resource == 30  # the study's fidelity.max_step
+
+
+def test_patient_cannot_wrap_a_patient_pruner(write: Any) -> None:
+    pruner = {"type": "patient", "patience": 2, "wrapped": {"type": "patient", "patience": 1}}
+    with pytest.raises(ConfigError, match=r"key 'pruner.wrapped.type': unknown pruner 'patient'"):
+        load_study(write(text(edit(LOCAL, ("pruner", pruner)))), "demo")
 
 
 def test_hyperband_without_max_step_keeps_auto() -> None:

@@ -8,15 +8,20 @@ running.
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any, Literal, Self
 
 import numpy as np
+from optuna.exceptions import ExperimentalWarning
 from optuna.pruners import (
+    BasePruner,
     HyperbandPruner,
     MedianPruner,
     NopPruner,
+    PatientPruner,
     PercentilePruner,
     SuccessiveHalvingPruner,
+    WilcoxonPruner,
 )
 from optuna.samplers import RandomSampler, TPESampler
 from pydantic import Field, PlainValidator, model_validator
@@ -226,7 +231,27 @@ class NopPrunerConfig(ConfigModel):
         return NopPruner()
 
 
-PRUNER_TYPES = ("median", "percentile", "successive_halving", "hyperband", "none")
+class WilcoxonPrunerConfig(ConfigModel):
+    """Optuna's Wilcoxon pruner: prune once a trial's values are significantly worse than the best trial's.
+
+    It compares the values both trials reported at the same steps (a
+    signed-rank test), so it suits objectives whose steps are comparable
+    instances (folds, evaluation batches) more than learning curves.
+    """
+
+    type: Literal["wilcoxon"] = "wilcoxon"
+    p_threshold: Annotated[float, PlainValidator(number(gt=0, le=1))] = 0.1
+    n_startup_steps: StepCount0 = 2
+
+    def build(self, max_step: int | None = None) -> WilcoxonPruner:
+        """Return a new ``WilcoxonPruner`` (experimental in Optuna: its warning says nothing a user can act on)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return WilcoxonPruner(p_threshold=self.p_threshold, n_startup_steps=self.n_startup_steps)
+
+
+PRUNER_TYPES = ("median", "percentile", "successive_halving", "hyperband", "wilcoxon", "patient", "none")
+_WRAPPABLE_TYPES = tuple(t for t in PRUNER_TYPES if t != "patient")
 
 _PRUNER_HINTS = {
     "nop": "; did you mean 'none'?",
@@ -234,11 +259,46 @@ _PRUNER_HINTS = {
     "asha": "; did you mean 'successive_halving'?",
 }
 
+WrappablePruner = Annotated[
+    MedianPrunerConfig
+    | PercentilePrunerConfig
+    | SuccessiveHalvingPrunerConfig
+    | HyperbandPrunerConfig
+    | WilcoxonPrunerConfig
+    | NopPrunerConfig,
+    Field(discriminator="type"),
+    tagged("type", _WRAPPABLE_TYPES, what="pruner", shorthand=True, hints=_PRUNER_HINTS),
+]
+"""A pruner that :class:`PatientPrunerConfig` may wrap (any but another patient one)."""
+
+
+class PatientPrunerConfig(ConfigModel):
+    """Optuna's patient pruner: prune a trial whose value has not improved for ``patience`` steps.
+
+    ``wrapped`` (another pruner) is asked only once patience has run out,
+    so a slow start is forgiven; without it, running out of patience prunes.
+    """
+
+    type: Literal["patient"] = "patient"
+    patience: Annotated[int, PlainValidator(integer(ge=0, le=MAX_STEPS))]
+    min_delta: Annotated[float, PlainValidator(number(ge=0, le=1e300))] = 0.0
+    wrapped: WrappablePruner | None = None
+
+    def build(self, max_step: int | None = None) -> PatientPruner:
+        """Return a new ``PatientPruner`` around the wrapped pruner (built with the same ``max_step``)."""
+        inner: BasePruner | None = self.wrapped.build(max_step) if self.wrapped is not None else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return PatientPruner(inner, patience=self.patience, min_delta=self.min_delta)
+
+
 PrunerConfig = Annotated[
     MedianPrunerConfig
     | PercentilePrunerConfig
     | SuccessiveHalvingPrunerConfig
     | HyperbandPrunerConfig
+    | WilcoxonPrunerConfig
+    | PatientPrunerConfig
     | NopPrunerConfig,
     Field(discriminator="type"),
     tagged("type", PRUNER_TYPES, what="pruner", shorthand=True, hints=_PRUNER_HINTS),
