@@ -27,7 +27,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
-from hpo.cost import trial_costs
+from hpo.cost import study_overhead, trial_costs
 from hpo.errors import HpoError
 from hpo.events import DoneEvent, ErrorEvent, EventTail, PrunedEvent, ReportEvent, drain
 from hpo.journal import open_storage
@@ -315,8 +315,10 @@ def read_study(volume: Volume, study: str, cache_dir: Path) -> StudyFacts:
         return StudyFacts([], 0.0, 0)
     trials = loaded.get_trials(deepcopy=False)
     costs = trial_costs(storage.optuna, loaded._study_id, trials, time.time())
+    # Warm workers bill outside attempts too (provisioning, image pull, idle): the study's overhead records.
+    overhead = study_overhead(storage.optuna, loaded._study_id)
     preemptions = sum(int(t.user_attrs.get("preemptions", 0) or 0) for t in trials)
-    return StudyFacts(trials, sum(c.usd for c in costs.values()), preemptions)
+    return StudyFacts(trials, sum(c.usd for c in costs.values()) + overhead.usd, preemptions)
 
 
 def render(census: Census) -> Table:

@@ -7,6 +7,11 @@ SIGTERM, SIGKILL 5 fake seconds later; locally SIGTERM, SIGKILL 5 s later),
 a worker SIGKILLed (on the fake the pod's container, which RunPod restarts;
 locally the trial's process group). Deletes through the API and API faults
 exist on the fake only.
+
+Warm workers (the default) run attempt after attempt: which attempt a worker
+runs now is read from the worker logs on the volume (:func:`running_attempts`),
+and a fault aimed at an attempt hits the worker under it (its pod, its
+process group), as a preemption would.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from typing import Any
 import psutil
 import requests
 
-from hpo.backends.runpod import parse_pod_name
+from hpo.backends.runpod import parse_pod_name, parse_worker_pod_name
 from hpo.fake_runpod import FAULT_KINDS, FakeRunPod
 from hpo.layout import StudyLayout
-from hpo.volume import Volume
+from hpo.pool import WORKER_LOG_ENTRY, EndEntry, StartEntry, parse_worker_index, worker_log_key, workers_dir
+from hpo.volume import DirectoryVolume, Volume
 
 Ref = tuple[int, int]
 """(trial, attempt)."""
@@ -39,6 +45,39 @@ TIME_SCALE = 20.0
 LIVE_STATUSES = ("PROVISIONING", "STARTING", "RUNNING")
 HTTP_DEADLINE = 60.0
 """Real seconds the harness keeps retrying its own API calls through faults (429, 5xx) it injected."""
+
+
+def running_attempts(volume: Volume, study: str) -> dict[Ref, int]:
+    """The attempts warm workers run now, by the workers' own logs: the index of the worker under each.
+
+    An attempt runs from its worker's ``start`` entry to its ``end``; a worker
+    that died mid-attempt leaves a ``start`` alone, so the caller also checks
+    that the worker lives.
+    """
+    found: dict[Ref, int] = {}
+    indices = {
+        index
+        for info in volume.list(workers_dir(study) + "/")
+        if (index := parse_worker_index(info.key[len(workers_dir(study)) + 1 :].split("/", 1)[0])) is not None
+    }
+    for index in indices:
+        try:
+            lines = volume.read_bytes(worker_log_key(study, index)).splitlines()
+        except Exception:  # noqa: BLE001  no log yet (a worker still booting): it runs nothing yet
+            continue
+        current: Ref | None = None
+        for line in lines:
+            try:
+                entry = WORKER_LOG_ENTRY.validate_json(line)
+            except ValueError:
+                continue  # a torn last line: read whole next time
+            if isinstance(entry, StartEntry):
+                current = (entry.trial, entry.attempt)
+            elif isinstance(entry, EndEntry):
+                current = None
+        if current is not None:
+            found[current] = index
+    return found
 
 
 @dataclass(frozen=True)
@@ -57,6 +96,7 @@ class FakeWorld:
 
     def __init__(self, study: str, volume_dir: Path, workdir: Path, seed: int, cache_dir: Path) -> None:
         self.study = study
+        self.volume = DirectoryVolume(volume_dir)
         # The pods' agent unpacks the code snapshot into a cache: keep it in the run's folder, not ~/.cache.
         # A pod inherits only PATH, HOME and LANG; PYTHONPATH goes along so a harness run against
         # another checkout of hpo (PYTHONPATH=...) runs that checkout's agent in the pods too.
@@ -95,10 +135,20 @@ class FakeWorld:
 
     def _pods(self) -> dict[Ref, Any]:
         found: dict[Ref, Any] = {}
+        warm: dict[int, Any] = {}
         for view in self.fake.pods(include_terminated=False):
+            if view.status not in LIVE_STATUSES:
+                continue
             ref = parse_pod_name(self.study, view.name)
-            if ref is not None and view.status in LIVE_STATUSES:
+            if ref is not None:
                 found.setdefault((ref.trial, ref.attempt), view)  # the oldest pod of a name
+            index = parse_worker_pod_name(self.study, view.name)
+            if index is not None:
+                warm.setdefault(index, view)
+        if warm:
+            for ref, index in running_attempts(self.volume, self.study).items():
+                if index in warm:
+                    found.setdefault(ref, warm[index])
         return found
 
     def workers(self) -> dict[Ref, Worker]:
@@ -141,7 +191,11 @@ class FakeWorld:
         if body is None:
             raise RuntimeError("GET /v2/pods never answered")
         pods = body if isinstance(body, list) else body.get("pods", [])
-        return [p for p in pods if parse_pod_name(self.study, p.get("name", "")) is not None]
+        return [
+            p for p in pods
+            if parse_pod_name(self.study, p.get("name", "")) is not None
+            or parse_worker_pod_name(self.study, p.get("name", "")) is not None
+        ]
 
     def bill_usd(self) -> float:
         """The account's pod charges (``GET /v2/billing/pods``, the last 30 days by day): the fake runs only this study."""
@@ -158,8 +212,8 @@ class FakeWorld:
         return sum(1 for n in names.values() if n > 1)
 
     def settle(self, deadline: float) -> None:
-        """Give pods that end themselves (their attempt over) until ``deadline`` (monotonic) to go."""
-        while self._pods() and time.monotonic() < deadline:
+        """Give pods that end themselves (their attempt over, a warm worker idle) until ``deadline`` (monotonic) to go."""
+        while (self._pods() or self.live_left()) and time.monotonic() < deadline:
             time.sleep(0.1)
 
     def close(self) -> None:
@@ -204,6 +258,7 @@ class LocalWorld:
         self.volume = volume
         self.layout = StudyLayout(study)
         self._launches: dict[Ref, tuple[int, float]] = {}
+        self._warm: dict[Ref, bool] = {}  # whether a warm worker runs the attempt (its pid is the worker's)
         self._kill_at: dict[int, float] = {}  # pid -> when the preempted process gets SIGKILL
 
     def env(self) -> dict[str, str]:
@@ -224,6 +279,7 @@ class LocalWorld:
             try:
                 raw = self.volume.read_json(key)
                 self._launches[ref] = (int(raw["pid"]), float(raw["create_time"]))
+                self._warm[ref] = raw.get("worker") is not None
             except (KeyError, TypeError, ValueError):
                 return None
         return self._launches[ref]
@@ -234,10 +290,18 @@ class LocalWorld:
             self._launch(ref)
 
     def workers(self) -> dict[Ref, Worker]:
-        """Attempts whose recorded process is alive (same pid, same start time, not a zombie)."""
+        """Attempts whose recorded process is alive (same pid, same start time, not a zombie).
+
+        For an attempt on a warm worker that process is the worker's, which
+        outlives the attempt: it counts only while the worker's log says the
+        attempt runs on it.
+        """
         self._escalate()
         found: dict[Ref, Worker] = {}
+        warm = running_attempts(self.volume, self.study)
         for ref, (pid, created) in self._launches.items():
+            if self._warm.get(ref) and ref not in warm:
+                continue
             try:
                 proc = psutil.Process(pid)
                 if abs(proc.create_time() - created) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE:

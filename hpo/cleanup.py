@@ -16,16 +16,32 @@ from optuna.trial import TrialState
 from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
 from hpo.journal import open_storage
+from hpo.pool import WarmPool
 from hpo.trial_attrs import ATTR_ATTEMPTS, int_attr
 from hpo.volume import Volume
+from hpo.workers import PoolWorker
 
 
 @dataclass(frozen=True)
 class Stray:
-    """A worker to stop, and why."""
+    """A worker to stop, and why: an attempt's (``handle``), or a warm worker that runs nothing (``worker``)."""
 
-    handle: WorkerHandle
     reason: str
+    handle: WorkerHandle | None = None
+    worker: PoolWorker | None = None
+
+    @property
+    def id(self) -> str:
+        """The backend's id of the worker (a pod id, ``pid@start``)."""
+        if self.handle is not None:
+            return str(self.handle.detail.get("pod_id") or self.handle.detail.get("worker_id") or self.handle.id)
+        assert self.worker is not None
+        return self.worker.id
+
+    @property
+    def what(self) -> str:
+        """``trial 3 attempt 0`` or ``warm worker w2``."""
+        return str(self.handle.ref) if self.handle is not None else f"warm worker w{self.worker.index if self.worker else '?'}"
 
 
 def owned_attempts(config: StudyConfig, volume: Volume, *, cache_dir: Path | None = None) -> set[AttemptRef]:
@@ -48,7 +64,10 @@ def find_strays(config: StudyConfig, volume: Volume, backend: Backend, *, cache_
     strays = []
     for ref, handle in sorted(backend.list_live().items()):
         if ref not in owned:
-            strays.append(Stray(handle, f"trial {ref.trial} is not running attempt {ref.attempt}"))
+            strays.append(Stray(f"trial {ref.trial} is not running attempt {ref.attempt}", handle=handle))
+    if isinstance(backend, WarmPool):
+        for worker in backend.idle_workers():
+            strays.append(Stray("it runs no trial (a controller would end it after its idle limit)", worker=worker))
     return strays
 
 
@@ -58,6 +77,9 @@ def cleanup(config: StudyConfig, volume: Volume, backend: Backend, *, dry_run: b
     if dry_run:
         return strays
     for stray in strays:
-        backend.terminate(stray.handle)
-    dead = [Stray(handle, "its container has exited") for handle in backend.reap_dead()]
+        if stray.handle is not None:
+            backend.terminate(stray.handle)
+        elif stray.worker is not None and isinstance(backend, WarmPool):
+            backend.retire(stray.worker)
+    dead = [Stray("its container has exited", handle=handle) for handle in backend.reap_dead()]
     return strays + dead

@@ -53,6 +53,7 @@ class LaunchRecord(BaseModel):
     cost_per_hr: Annotated[_Float, Field(ge=0.0, le=10_000.0)] | None = None
     bid_per_gpu: Annotated[_Float, Field(ge=0.0, le=10_000.0)] | None = None  # a spot pod's bid, USD per GPU-hour
     launched_at: _Float | None = None
+    worker: Annotated[int, Strict(), Field(ge=0, le=_MAX_INT)] | None = None  # the warm worker's index, if one runs it
 
 
 class ControlOrder(BaseModel):

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.backends import find_plugin
 from hpo.config import StudyConfig
-from hpo.cost import BudgetGuard, Spend, TrialCost, trial_costs
+from hpo.cost import BudgetGuard, Overhead, Spend, TrialCost, study_overhead, trial_costs
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
 from hpo.records import LaunchRecord, read_launch
@@ -63,6 +63,8 @@ class SpendSummary:
     cheapest_near_best: int | None  # trial number: cheapest of those within 1 % of the best loss
     cheapest_cost: float | None
     cost_unit: str  # USD, or CPU-seconds for a study whose workers are free
+    overhead_usd: float = 0.0  # warm workers' bills outside attempts (provisioning, image pull, idle); in ``usd``
+    overhead_seconds: float = 0.0
 
 
 def _worker(
@@ -89,14 +91,22 @@ def _worker(
     return plugin.describe_worker(launch, (live or {}).get(ref), listed=live is not None)
 
 
-def study_rows(
+@dataclass(frozen=True)
+class StudyView:
+    """A study as ``hpo status`` shows it: its trials' rows, and what warm workers billed outside them."""
+
+    rows: list[TrialRow]
+    overhead: Overhead
+
+
+def study_view(
     config: StudyConfig,
     volume: Volume,
     *,
     live: Mapping[AttemptRef, WorkerHandle] | None = None,
     cache_dir: Path | None = None,
-) -> list[TrialRow] | None:
-    """Every trial of the study, in order; None if the study has not been run yet.
+) -> StudyView | None:
+    """Every trial of the study, in order, and its overhead; None if the study has not been run yet.
 
     ``live`` (the backend's live workers, if it could be asked) adds what the
     backend sees now (a pod's status and uptime) to what the launch records say.
@@ -108,7 +118,20 @@ def study_rows(
     layout = StudyLayout(config.name)
     trials = study.get_trials(deepcopy=False)
     costs = trial_costs(storage.optuna, study._study_id, trials, time.time())
-    return [_row(trial, costs.get(trial.number), config, volume, layout, live) for trial in trials]
+    rows = [_row(trial, costs.get(trial.number), config, volume, layout, live) for trial in trials]
+    return StudyView(rows, study_overhead(storage.optuna, study._study_id))
+
+
+def study_rows(
+    config: StudyConfig,
+    volume: Volume,
+    *,
+    live: Mapping[AttemptRef, WorkerHandle] | None = None,
+    cache_dir: Path | None = None,
+) -> list[TrialRow] | None:
+    """Every trial of the study, in order; None if the study has not been run yet (see :func:`study_view`)."""
+    view = study_view(config, volume, live=live, cache_dir=cache_dir)
+    return None if view is None else view.rows
 
 
 def _row(
@@ -181,14 +204,16 @@ NEAR_BEST = 0.01
 """How close to the best loss a trial must be for "the cheapest one about as good" (1 %)."""
 
 
-def spend_summary(rows: Sequence[TrialRow], config: StudyConfig) -> SpendSummary:
+def spend_summary(rows: Sequence[TrialRow], config: StudyConfig, overhead: Overhead | None = None) -> SpendSummary:
     """The study's spend so far, its budget left, and the cheapest trial within 1 % of the best loss.
 
     The loss of a trial is the best value it reported or returned, so a
     pruned trial counts at the point it was stopped; the cost is USD, or
-    CPU-seconds where no trial cost money (local processes).
+    CPU-seconds where no trial cost money (local processes). ``overhead``
+    (warm workers' time outside attempts) counts in the spend and the budget.
     """
-    usd = sum(r.cost_usd or 0.0 for r in rows)
+    overhead = overhead or Overhead(0.0, 0.0, 0)
+    usd = sum(r.cost_usd or 0.0 for r in rows) + overhead.usd
     gpu_seconds = sum(r.gpu_seconds or 0.0 for r in rows)
     cpu = sum(r.cpu_seconds or 0.0 for r in rows)
     guard = BudgetGuard(config.budget.usd, config.budget.gpu_hours)
@@ -220,6 +245,8 @@ def spend_summary(rows: Sequence[TrialRow], config: StudyConfig) -> SpendSummary
         cheapest_near_best=cheapest.number if cheapest else None,
         cheapest_cost=cost_of(cheapest) if cheapest else None,
         cost_unit=unit,
+        overhead_usd=overhead.usd,
+        overhead_seconds=overhead.seconds,
     )
 
 

@@ -56,3 +56,21 @@ class WorkerHandle:
     status: str = "running"
     detail: dict[str, Any] = field(default_factory=dict, compare=False)
     billing: Billing | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PoolWorker:
+    """A live warm worker of the study (a pod, a process) that runs attempt after attempt.
+
+    ``index`` is the worker's number in the study (its pod is named
+    ``hpo-<study>-w<index>``); ``id`` the backend's own identifier (a pod id,
+    ``pid@start``); ``status`` its state (``starting``, ``running``);
+    ``detail`` what ``hpo status`` shows of it; ``billing`` what it costs
+    from its creation (provisioning and image pull are billed).
+    """
+
+    index: int
+    id: str
+    status: str = "running"
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
+    billing: Billing | None = field(default=None, compare=False)

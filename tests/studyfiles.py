@@ -59,6 +59,7 @@ studies:
     pruner: PRUNER
     fidelity: {max_step: MAX_STEP}
     budget: {trials: TRIALS, concurrency: CONCURRENCY, max_attempts: 3}
+    workers: {idle_limit: IDLE_LIMIT}
     volume: {path: storage}
     poll_interval: 0.05
     STORAGE
@@ -80,6 +81,7 @@ studies:
       data_centers: [EU-RO-1]
       cuda_versions: ["12.4"]
     budget: {trials: TRIALS, concurrency: CONCURRENCY, max_attempts: 3}
+    workers: {reuse: REUSE, idle_limit: IDLE_LIMIT}
     volume: {id: VOLUME_ID, data_center: EU-RO-1, local_path: storage}
     poll_interval: 0.1
 """
@@ -100,11 +102,14 @@ def make_workspace(
     spot: bool | str = True,
     gate: Path | str | None = None,
     pruner: str = "{type: none}",
+    idle_limit: float = 120.0,
+    reuse: bool = True,
 ) -> Path:
     """A project folder with studies.yaml, objectives/ (the demo's and the tests') and storage/.
 
     ``gate``: a file the steady study's trials wait for at step 2 (see tests/objectives/steady.py);
-    ``pruner``: the steady study's pruner (none by default).
+    ``pruner``: the steady study's pruner (none by default); ``idle_limit``: its warm workers' (seconds);
+    ``reuse``: whether the pods study's workers are warm (its ``workers.reuse``).
     """
     root.mkdir(parents=True, exist_ok=True)
     text = (
@@ -116,6 +121,8 @@ def make_workspace(
         .replace("GARBAGE", "true" if garbage else "false")
         .replace("GATE", json.dumps(str(gate) if gate else "none"))
         .replace("PRUNER", pruner)
+        .replace("IDLE_LIMIT", repr(float(idle_limit)))
+        .replace("REUSE", "true" if reuse else "false")
         .replace("STORAGE", f"storage: {storage}" if storage else "")
         .replace("SPOT", spot if isinstance(spot, str) else str(spot).lower())
         .replace("VOLUME_ID", VOLUME_ID)

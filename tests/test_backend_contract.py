@@ -12,6 +12,13 @@ and silent for a worker already gone, a worker that ignores SIGTERM still
 ends, and of two workers running one attempt the oldest runs it and the other
 is an extra, for the controller to stop. What only one backend does (the
 local backend's SIGTERM and grace period) is tested beside its other tests.
+
+Warm workers (:mod:`hpo.pool`), for a backend that has them: a worker is
+listed by its index with its billing, never as an attempt (nor an attempt as
+a worker), a new backend instance finds it, terminating it ends it, and of two
+workers with one index the oldest is listed and the other is an extra. Their
+processes sleep until stopped (:data:`~backend_worlds.IDLE_WORKER_ENV`): the
+warm worker's own loop is the pool's to test.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from backend_worlds import MAX_STEP, PACE, STUBBORN_TRIAL, write_specs
+from backend_worlds import IDLE_WORKER_ENV, MAX_STEP, PACE, STUBBORN_TRIAL, write_specs
 from studyfiles import count_events, make_workspace, study_config, study_volume, wait_for
 
 from hpo.backends import BACKENDS, AttemptRef, Backend, WorkerHandle, backend_plugin
@@ -31,6 +38,7 @@ from hpo.config import StudyConfig
 from hpo.events import drain
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
+from hpo.workers import PoolWorker
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +90,10 @@ def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         for handle in [*cleanup.list_live().values(), *cleanup.extras()]:
             cleanup.terminate(handle)
         wait_for(lambda: not cleanup.list_live() and not cleanup.extras(), END_DEADLINE, "every worker to end")
+        if cleanup.supports_workers:
+            for worker in [*cleanup.list_workers().values(), *cleanup.worker_extras()]:
+                cleanup.terminate_worker(worker)
+            wait_for(lambda: not _workers_now(cleanup), END_DEADLINE, "every warm worker to end")
         for backend in made:
             backend.close()
 
@@ -160,3 +172,72 @@ def test_two_workers_of_one_attempt_the_oldest_is_live_the_younger_an_extra(worl
     backend.terminate(extras[0])
     wait_for(lambda: not _extras_now(backend), END_DEADLINE, "the stray to end")
     assert backend.list_live()[ref].id == first.id
+
+
+# -- warm workers ---------------------------------------------------------------------------------
+
+
+def _workers_now(backend: Backend) -> list[PoolWorker]:
+    return [*backend.list_workers().values(), *backend.worker_extras()]
+
+
+def _needs_workers(backend: Backend) -> None:
+    if not backend.supports_workers:
+        pytest.skip(f"the {backend.name} backend has no warm workers")
+
+
+def test_a_warm_worker_is_listed_by_its_index_with_billing_and_never_as_an_attempt(world: BackendWorld) -> None:
+    backend = world.new_backend()
+    _needs_workers(backend)
+    ref = AttemptRef(1, 0)
+    handle = backend.launch(ref)
+    began = time.monotonic()
+    worker = backend.launch_worker(0, IDLE_WORKER_ENV)
+    assert time.monotonic() - began < 5  # accepted, not awaited
+    assert isinstance(worker, PoolWorker) and worker.index == 0 and worker.billing is not None
+    workers = backend.list_workers()
+    assert set(workers) == {0} and workers[0].id == worker.id  # not the attempt's worker
+    listed = workers[0].billing
+    assert listed is not None and listed.usd_per_hr is not None and listed.started_at is not None
+    assert {r: h.id for r, h in backend.list_live().items()} == {ref: handle.id}  # not the warm worker
+    assert backend.extras() == [] and backend.worker_extras() == []
+
+
+def test_a_new_backend_instance_finds_a_live_warm_worker(world: BackendWorld) -> None:
+    old = world.new_backend()
+    _needs_workers(old)
+    worker = old.launch_worker(2, IDLE_WORKER_ENV)
+    fresh = world.new_backend()  # the next controller, after a crash
+    wait_for(lambda: 2 in fresh.list_workers(), START_DEADLINE, "the new backend to list worker 2")
+    assert fresh.list_workers()[2].id == worker.id and not fresh.list_live()
+
+
+def test_terminate_worker_ends_it_returns_at_once_and_is_idempotent(world: BackendWorld) -> None:
+    backend = world.new_backend()
+    _needs_workers(backend)
+    worker = backend.launch_worker(1, IDLE_WORKER_ENV)
+    wait_for(lambda: backend.list_workers().get(1, worker).status == "running", START_DEADLINE, "worker 1 to run")
+    began = time.monotonic()
+    backend.terminate_worker(worker)
+    assert time.monotonic() - began < 5
+    backend.terminate_worker(worker)
+    wait_for(lambda: 1 not in backend.list_workers(), END_DEADLINE, "worker 1 to end")
+    backend.terminate_worker(worker)  # gone: silently fine
+    assert 1 not in world.new_backend().list_workers()
+
+
+def test_two_warm_workers_of_one_index_the_oldest_is_listed_the_younger_an_extra(world: BackendWorld) -> None:
+    first = world.new_backend()
+    _needs_workers(first)
+    oldest = first.launch_worker(3, IDLE_WORKER_ENV)
+    wait_for(lambda: 3 in world.new_backend().list_workers(), START_DEADLINE, "the first worker 3")
+    stray = world.new_backend().launch_worker(3, IDLE_WORKER_ENV)  # a crashed controller's retry
+    backend = world.new_backend()  # the next controller sees both
+    workers = backend.list_workers()
+    assert set(workers) == {3} and workers[3].id == oldest.id
+    extras = backend.worker_extras()
+    assert [(w.index, w.id) for w in extras] == [(3, stray.id)]
+    assert extras[0].billing is not None  # metered like any worker
+    backend.terminate_worker(extras[0])
+    wait_for(lambda: (backend.list_workers(), not backend.worker_extras())[1], END_DEADLINE, "the stray to end")
+    assert backend.list_workers()[3].id == oldest.id

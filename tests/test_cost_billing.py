@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from optuna.trial import TrialState
 from studyfiles import (
     count_events,
     fake_runpod_for,
@@ -21,12 +22,13 @@ from studyfiles import (
 )
 
 from hpo.backends import AttemptRef, Billing, WorkerHandle
-from hpo.backends.runpod import pod_name
+from hpo.backends.runpod import pod_name, worker_pod_name
 from hpo.controller import build_controller
-from hpo.cost import AttemptBill, CostMeter, load_bills, total, trial_costs
+from hpo.cost import AttemptBill, CostMeter, load_bills, study_overhead, total, trial_costs
 from hpo.fake_runpod import FakeRunPod
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
+from hpo.records import read_launch
 
 API_KEY = "rpa_cost_test_key"
 A5000 = "NVIDIA RTX A5000"
@@ -124,7 +126,8 @@ def fake_wall_clock(fake: FakeRunPod):  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_costs_on_the_fake_match_its_bill_to_the_second(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
-    studies = make_workspace(project, pace=0.1, max_step=6, trials=3, concurrency=2)
+    """One pod per attempt (``workers.reuse: false``): each attempt's record is its pod's bill."""
+    studies = make_workspace(project, pace=0.1, max_step=6, trials=3, concurrency=2, reuse=False)
     config = study_config(studies, "pods")
     volume, layout = study_volume(config), StudyLayout(config.name)
     controller = build_controller(config, cache_dir=tmp_path / "cache", wall_clock=fake_wall_clock(fake))
@@ -181,9 +184,47 @@ def test_costs_on_the_fake_match_its_bill_to_the_second(fake: FakeRunPod, projec
 
 
 @pytest.mark.slow
+def test_warm_workers_costs_and_overhead_add_up_to_the_bill_to_the_cent(
+    fake: FakeRunPod, project: Path, tmp_path: Path
+) -> None:
+    """Warm workers: each attempt's share of its worker's bill, plus the overhead records, is the whole bill."""
+    studies = make_workspace(project, pace=0.1, max_step=6, trials=5, concurrency=2)
+    config = study_config(studies, "pods")
+    volume, layout = study_volume(config), StudyLayout(config.name)
+    controller = build_controller(config, cache_dir=tmp_path / "cache")
+    thread = threading.Thread(target=controller.run)
+    thread.start()
+    try:  # a preemption: the worker under trial 0 goes, its attempt resumes on another
+        wait_for(lambda: count_events(volume, layout.events(0, 0), "checkpoint") >= 2, 60, "2 checkpoints")
+        launch = read_launch(volume, layout.launch(0, 0))
+        assert launch is not None and launch.worker is not None
+        fake.preempt(next(p.id for p in fake.pods() if p.name == worker_pod_name("pods", launch.worker)))
+    finally:
+        thread.join(timeout=180)
+    assert not thread.is_alive()
+
+    pods = fake.pods(include_terminated=True)
+    assert len(pods) <= 2 + 1  # a slot each, and one more for the preemption: not a pod per attempt
+    storage = open_storage(volume, config.name, cache_dir=tmp_path / "reader")
+    study = storage.load_study(config.name)
+    assert study is not None
+    trials = load_trials(config, tmp_path / "reader2")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    costs = trial_costs(storage.optuna, study._study_id, trials, now=0.0)
+    overhead = study_overhead(storage.optuna, study._study_id)
+    assert overhead.workers == len(pods) and overhead.seconds > 0  # provisioning at least
+    bill = requests.get(f"{fake.url}/v2/billing/pods", params={"bucketSize": "hour"},
+                        headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).json()
+    total = bill["metadata"]["totals"]["totalAmount"]
+    assert round(sum(c.usd for c in costs.values()) + overhead.usd, 2) == round(total, 2)
+    assert sum(c.usd for c in costs.values()) + overhead.usd == pytest.approx(total, abs=1e-5)  # records keep 6 decimals
+    assert all(c.usd > 0 for c in costs.values())
+
+
+@pytest.mark.slow
 def test_the_meter_runs_on_the_providers_clock_without_being_told(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
     """Issue 10 item 7: the fake bills on a clock 20x the wall clock; the meter reads it from the pods' uptimes."""
-    studies = make_workspace(project, pace=0.1, max_step=6, trials=2, concurrency=2)
+    studies = make_workspace(project, pace=0.1, max_step=6, trials=2, concurrency=2, reuse=False)
     config = study_config(studies, "pods")
     build_controller(config, cache_dir=tmp_path / "cache").run()  # no clock passed in: the default
 

@@ -432,16 +432,15 @@ def test_hpo_run_f5_lr_launches_the_studys_pods(fake: FakeRunPod, tmp_path: Path
         time.sleep(1.0)  # a controller that would launch more than its concurrency has had time to
         pods = fake.pods(include_terminated=True)
         assert len(pods) == config.budget.concurrency == 4
-        assert sorted(p.name for p in pods) == [f"hpo-f5-lr-{n}-0" for n in range(4)]
+        assert sorted(p.name for p in pods) == [f"hpo-f5-lr-w{n}" for n in range(4)]  # warm workers
         for pod in pods:
             assert pod.request.image == "ghcr.io/me/runpod-hpo-trial:0.1.0"
             assert pod.gpu_type == "NVIDIA RTX A5000"  # the first preference, while it has capacity
             assert pod.spot and pod.cloud == "SECURE" and pod.data_center_id == "EU-RO-1"
             assert pod.volume_id == VOLUME_ID and pod.mount_path == "/workspace"
             assert pod.request.disk == 30
-            assert set(pod.env) == {"HPO_STUDY", "HPO_TRIAL", "HPO_ATTEMPT", "HPO_VOLUME"}
+            assert set(pod.env) == {"HPO_STUDY", "HPO_WORKER", "HPO_VOLUME", "HPO_WORKER_POLL", "HPO_WORKER_IDLE_LIMIT"}
             assert pod.env["HPO_STUDY"] == "f5-lr" and pod.env["HPO_VOLUME"] == "/workspace"
-            assert pod.env["HPO_ATTEMPT"] == "0"
         spec = TrialSpec.read(DirectoryVolume(project / "storage"), StudyLayout("f5-lr").spec(0))
         assert spec.objective == "f5_tts" and spec.step_unit == "update" and spec.max_step == 10000
         assert spec.checkpoint_seconds == 900.0  # checkpoints by time reach the pods

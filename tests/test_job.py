@@ -393,8 +393,10 @@ def test_a_running_study_and_cleanup_leave_a_job_alone(
     thread = threading.Thread(target=controller.run)
     thread.start()
     try:
-        wait_for(lambda: backend.list_live(), 90, "a trial's worker to run beside the job")
+        # The study's warm workers (listed apart from attempt workers and jobs) run its trials.
+        wait_for(lambda: backend.list_workers(), 90, "a trial's worker to run beside the job")
         assert all(handle.id != job_worker.id for handle in [*backend.list_live().values(), *backend.extras()])
+        assert all(worker.id != job_worker.id for worker in [*backend.list_workers().values(), *backend.worker_extras()])
     finally:
         thread.join(timeout=180)
     assert not thread.is_alive()

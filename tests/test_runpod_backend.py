@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_runpod_support.processes import live_pod_processes, wait_no_pod_processes
 from studyfiles import wait_for
 
 from hpo.backends import AttemptRef
-from hpo.backends.runpod import PodRequest, RunPodApi, RunPodBackend, pod_env, pod_name, spot_deadline_seconds
+from hpo.backends.runpod import (
+    Pod,
+    PodRequest,
+    RunPodApi,
+    RunPodBackend,
+    job_pod_name,
+    parse_job_pod_name,
+    parse_pod_name,
+    parse_worker_pod_name,
+    pod_env,
+    pod_name,
+    spot_deadline_seconds,
+    worker_pod_env,
+    worker_pod_name,
+)
+from hpo.backends.runpod._backend import SPOT_DEADLINE_MAX_S
 from hpo.config import RunPodCompute, RunPodVolume
 from hpo.errors import BackendError, CapacityError, ConfigError, LaunchUnknownError, RequestRejectedError
 from hpo.fake_runpod import FakeRunPod
@@ -316,3 +333,201 @@ def test_graphql_gone_spot_true_says_why_it_cannot(market: FakeRunPod, tmp_path:
     message = str(caught.value)
     assert "\n" not in message and "GraphQL" in message and "compute.spot" in message
     assert not isinstance(caught.value, CapacityError) and market.pods() == []
+
+
+# -- warm workers (issue 17) ---------------------------------------------------------------
+
+
+class _CountingApi(RunPodApi):
+    """The client, counting its ``GET /v2/pods`` (one per ``list_pods``)."""
+
+    listings = 0
+
+    def list_pods(self) -> list[Pod]:
+        self.listings += 1
+        return super().list_pods()
+
+
+class _Clock:
+    """The backend's wall clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _counting(fake: FakeRunPod) -> _CountingApi:
+    return _CountingApi(KEY, rest_url=fake.url, graphql_base=fake.url, sleep=lambda _: None)
+
+
+def test_worker_pods_are_named_by_index_and_parsed_apart_from_attempts_and_jobs() -> None:
+    assert worker_pod_name("dup", 7) == "hpo-dup-w7"
+    assert parse_worker_pod_name("dup", "hpo-dup-w7") == 7
+    for other in ("hpo-dup-7-0", "hpojob-dup-w7", "hpo-dup2-w7", "hpo-dup-w7-1", "hpo-dup-w", "hpo-dup-wx"):
+        assert parse_worker_pod_name("dup", other) is None, other
+    assert parse_pod_name("dup", "hpo-dup-w7") is None and parse_job_pod_name("dup", "hpo-dup-w7") is None
+
+
+def test_a_worker_pod_is_created_as_a_trial_pod_with_the_worker_env_and_recorded(
+    market: FakeRunPod, tmp_path: Path
+) -> None:
+    backend = _backend(market, tmp_path, registry_auth="ghcr-private", spot_deadline_s=5400.0)
+    assert backend.supports_workers
+    worker = backend.launch_worker(4, {"HPO_WORKER_IDLE_LIMIT": "120"})
+    view = market.pod(worker.id)
+    assert view.name == "hpo-dup-w4" and view.spot and view.gpu_type == A5000  # spot first, the first GPU type
+    assert view.env == {
+        "HPO_STUDY": STUDY, "HPO_VOLUME": "/workspace", "HPO_WORKER": "4", "HPO_WORKER_IDLE_LIMIT": "120",
+    }  # fmt: skip
+    assert view.request.data_center_ids == (DC,) and view.registry == "reg7f3k2m9q"
+    deadline = view.request.terminate_after  # long-lived: the longest deadline, not one trial's
+    assert deadline is not None
+    expected = market.clock.to_datetime(market.now()).timestamp() + SPOT_DEADLINE_MAX_S
+    assert deadline.timestamp() == pytest.approx(expected, abs=120)
+    assert worker.index == 4 and worker.detail["spot"] is True and worker.detail["bid_per_gpu"] > 0
+    assert worker.billing is not None and worker.billing.usd_per_hr == pytest.approx(view.cost_per_hr)
+    record = DirectoryVolume(tmp_path / "vol").read_json(f"hpo/{STUDY}/workers/w4/launch.json")
+    assert record["pod_id"] == worker.id and record["spot"] is True and record["pod_name"] == "hpo-dup-w4"
+    on_demand = _backend(market, tmp_path, spot=False, spot_deadline_s=5400.0).launch_worker(5, {})
+    assert not market.pod(on_demand.id).spot and market.pod(on_demand.id).request.terminate_after is None
+
+
+def test_a_worker_env_may_not_name_an_attempt_or_change_whose_worker_it_is(backend: RunPodBackend) -> None:
+    for env in ({"HPO_TRIAL": "1"}, {"HPO_ATTEMPT": "0"}, {"HPO_STUDY": "other"}, {"HPO_WORKER": "9"}):
+        with pytest.raises(BackendError, match=r"worker 2: its environment may not"):
+            backend.launch_worker(2, env)
+    assert backend.list_workers() == {}
+
+
+def test_list_live_and_list_workers_keep_to_their_own_pods(
+    backend: RunPodBackend, api: RunPodApi, fake: FakeRunPod
+) -> None:
+    ref = AttemptRef(0, 0)
+    attempt = backend.launch(ref)
+    worker = backend.launch_worker(0, {})
+    job = api.create_pod(
+        PodRequest(
+            name=job_pod_name(STUDY, "j" + "0" * 11), image=IMAGE, gpu_type=A4000, data_center_ids=(DC,),
+            volume_id=VOLUME,
+        )
+    )  # fmt: skip
+    assert {r: h.id for r, h in backend.list_live().items()} == {ref: attempt.id}
+    assert {i: w.id for i, w in backend.list_workers().items()} == {0: worker.id}
+    assert job.id not in {w.id for w in backend.worker_extras()}
+
+
+def test_one_get_pods_per_poll_when_list_live_and_list_workers_are_both_called(
+    fake: FakeRunPod, tmp_path: Path
+) -> None:
+    api, clock = _counting(fake), _Clock()
+    compute = RunPodCompute(image=IMAGE, gpu_types=(A5000, A4000), spot=False)
+    backend = RunPodBackend(
+        STUDY, compute, RunPodVolume(id=VOLUME, data_center=DC), DirectoryVolume(tmp_path / "vol"), api, clock=clock
+    )
+    backend.launch(AttemptRef(0, 0))
+    first = backend.launch_worker(0, {})
+    for poll in range(3):  # either order, one listing per poll
+        clock.now += 15.0
+        if poll % 2:
+            workers, live = backend.list_workers(), backend.list_live()
+        else:
+            live, workers = backend.list_live(), backend.list_workers()
+        assert set(live) == {AttemptRef(0, 0)} and set(workers) == {0}
+        assert api.listings == poll + 1
+    # A poll that launches and terminates between the two: the second reader sees both, still one listing.
+    clock.now += 15.0
+    backend.list_live()
+    second = backend.launch_worker(1, {})
+    backend.terminate_worker(first)
+    assert {i: w.id for i, w in backend.list_workers().items()} == {1: second.id}
+    assert api.listings == 4
+    # One reader alone lists afresh each time; a listing older than the reuse window is not reused.
+    backend.list_workers()
+    assert api.listings == 5
+    clock.now += 15.0
+    backend.list_live()
+    assert api.listings == 6
+    api.close()
+
+
+def test_a_listing_too_old_is_not_reused(fake: FakeRunPod, tmp_path: Path) -> None:
+    api, clock = _counting(fake), _Clock()
+    compute = RunPodCompute(image=IMAGE, gpu_types=(A5000,), spot=False)
+    backend = RunPodBackend(
+        STUDY, compute, RunPodVolume(id=VOLUME, data_center=DC), DirectoryVolume(tmp_path / "vol"), api,
+        clock=clock, listing_reuse_s=2.0,
+    )  # fmt: skip
+    backend.list_live()
+    clock.now += 2.5
+    backend.list_workers()
+    assert api.listings == 2
+    api.close()
+
+
+def test_two_worker_pods_of_one_index_the_oldest_is_listed_the_other_an_extra(
+    backend: RunPodBackend, api: RunPodApi, fake: FakeRunPod
+) -> None:
+    first = backend.launch_worker(6, {})
+    second = api.create_pod(
+        PodRequest(
+            name=worker_pod_name(STUDY, 6), image=IMAGE, gpu_type=A4000, data_center_ids=(DC,), volume_id=VOLUME,
+            env=worker_pod_env(STUDY, 6, "/workspace", {}),
+        )
+    )  # fmt: skip
+    assert fake.pod(second.id).created_at > fake.pod(first.id).created_at
+    workers = backend.list_workers()
+    assert set(workers) == {6} and workers[6].id == first.id
+    extras = backend.worker_extras()
+    assert [(w.index, w.id) for w in extras] == [(6, second.id)]
+    billing = extras[0].billing
+    assert billing is not None and billing.usd_per_hr == pytest.approx(0.25) and billing.started_at is not None
+    backend.terminate_worker(extras[0])
+    backend.terminate_worker(extras[0])  # gone: silently fine
+    assert backend.list_workers()[6].id == first.id and backend.worker_extras() == []
+
+
+def test_an_exited_worker_pod_is_not_listed_and_is_reaped(fake: FakeRunPod, tmp_path: Path) -> None:
+    backend = _backend(fake, tmp_path)  # spot
+    worker = backend.launch_worker(0, {})
+    fake.wait_for(worker.id, "RUNNING", timeout=30)
+    fake.preempt(worker.id)
+    fake.wait_for(worker.id, "EXITED", timeout=30)
+    assert backend.list_workers() == {}
+    assert backend.reap_dead() == []  # attempts' handles only; the worker's pod is terminated all the same
+    assert fake.pod(worker.id).status == "TERMINATED"
+
+
+def test_worker_pods_bill_per_second_on_the_fake(backend: RunPodBackend, fake: FakeRunPod) -> None:
+    worker = backend.launch_worker(0, {})
+    fake.advance(3600)
+    view = fake.pod(worker.id)
+    assert view.billed_seconds > 3000
+    assert view.billed_usd == pytest.approx(view.billed_seconds / 3600 * view.cost_per_hr, rel=1e-6)
+    billing = backend.list_workers()[0].billing
+    assert billing is not None and billing.usd_per_hr == pytest.approx(view.cost_per_hr)
+
+
+STRAY_SPAWNER = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], process_group=0)  # an attempt's own group
+time.sleep(600)
+"""
+
+
+def test_a_process_a_worker_pod_moved_to_its_own_group_ends_with_its_pod(tmp_path: Path) -> None:
+    """A warm worker runs each attempt in a process group of its own: the fake's container still takes it down."""
+    (tmp_path / "vol").mkdir()
+    script = tmp_path / "spawner.py"
+    script.write_text(STRAY_SPAWNER)
+    with FakeRunPod(
+        volumes={VOLUME: tmp_path / "vol"}, api_keys={KEY}, time_scale=20.0, workdir=tmp_path / "fake",
+        pod_command=[sys.executable, str(script)],
+    ) as fake:  # fmt: skip
+        backend = _backend(fake, tmp_path, spot=False)
+        worker = backend.launch_worker(0, {})
+        wait_for(lambda: len(live_pod_processes([worker.id])) >= 2, 60, "the pod's command and its stray")
+        backend.terminate_worker(worker)
+        assert wait_no_pod_processes([worker.id]) == []
+        backend.close()

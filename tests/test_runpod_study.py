@@ -32,11 +32,12 @@ from studyfiles import (
 )
 
 from hpo.backends import AttemptRef
-from hpo.backends.runpod import PodRequest, RunPodApi, pod_name
+from hpo.backends.runpod import PodRequest, RunPodApi, parse_worker_pod_name, pod_name, worker_pod_name
 from hpo.controller import build_controller, make_backend
 from hpo.events import drain
 from hpo.fake_runpod import FakeRunPod
 from hpo.layout import StudyLayout
+from hpo.records import read_launch
 from hpo.status import study_rows
 
 API_KEY = "rpa_test_account_key"
@@ -92,6 +93,7 @@ def _assert_curves_exact(config, trials) -> None:  # type: ignore[no-untyped-def
 
 
 def test_a_spot_study_survives_preemptions_and_leaves_no_pod(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
+    """Warm workers: a preempted worker's attempt resumes from its checkpoint on another worker."""
     studies = make_workspace(project, pace=0.15, max_step=8, trials=3, concurrency=2)
     config = study_config(studies, "pods")
     volume = study_volume(config)
@@ -101,12 +103,14 @@ def test_a_spot_study_survives_preemptions_and_leaves_no_pod(fake: FakeRunPod, p
     thread.start()
     try:
         wait_for(lambda: count_events(volume, layout.events(0, 0), "checkpoint") >= 3, 60, "3 checkpoints")
-        victim = next(p for p in fake.pods() if p.name == pod_name("pods", AttemptRef(0, 0)))
+        launch = read_launch(volume, layout.launch(0, 0))
+        assert launch is not None and launch.worker is not None  # a warm worker runs it
+        victim = next(p for p in fake.pods() if p.name == worker_pod_name("pods", launch.worker))
         assert victim.spot
-        rows = study_rows(config, volume, live=make_backend(config, volume).list_live(), cache_dir=tmp_path / "r0")
+        rows = study_rows(config, volume, live=make_backend(config, volume, passive=True).list_live(), cache_dir=tmp_path / "r0")
         shown = next(r.worker for r in rows or [] if r.number == 0)
         assert shown is not None and f"pod {victim.id}" in shown and "NVIDIA RTX A5000" in shown
-        assert "spot" in shown and "$0.140/h" in shown
+        assert f"warm worker w{launch.worker}" in shown and "spot" in shown and "$0.140/h" in shown
         fake.preempt(victim.id)
     finally:
         thread.join(timeout=120)
@@ -118,14 +122,28 @@ def test_a_spot_study_survives_preemptions_and_leaves_no_pod(fake: FakeRunPod, p
     resumed = drain(volume, layout.events(0, 1))
     assert resumed[0].type == "start" and resumed[0].resume_step >= 3
     _assert_curves_exact(config, trials)
-    assert _live_pods(fake) == []  # no pod outlives its trial
+    assert _live_pods(fake) == []  # no pod outlives its study
     pods = fake.pods(include_terminated=True)
-    assert len({p.name for p in pods}) == len(pods) == 4  # one pod per attempt, never two
+    # Pods are warm workers, never two with one name: at most one per slot, plus one for the preemption.
+    assert len({p.name for p in pods}) == len(pods) <= 2 + 1
+    assert all(parse_worker_pod_name("pods", p.name) is not None for p in pods)
     assert all(p.restarts == 0 for p in pods)  # no finished attempt ran again
     for pod in pods:
-        assert set(pod.env) == {"HPO_STUDY", "HPO_TRIAL", "HPO_ATTEMPT", "HPO_VOLUME"}
+        assert set(pod.env) == {"HPO_STUDY", "HPO_WORKER", "HPO_VOLUME", "HPO_WORKER_POLL", "HPO_WORKER_IDLE_LIMIT"}
         assert pod.env["HPO_VOLUME"] == "/workspace"
         assert pod.billed_seconds > 0
+
+
+def test_one_pod_per_attempt_when_workers_are_not_reused(fake: FakeRunPod, project: Path, tmp_path: Path) -> None:
+    studies = make_workspace(project, pace=0.05, max_step=3, trials=3, concurrency=2, reuse=False)
+    config = study_config(studies, "pods")
+    build_controller(config, cache_dir=tmp_path / "cache").run()
+    trials = load_trials(config, tmp_path / "reader")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    pods = fake.pods(include_terminated=True)
+    assert sorted(p.name for p in pods) == sorted(pod_name("pods", AttemptRef(n, 0)) for n in range(3))
+    assert all(set(p.env) == {"HPO_STUDY", "HPO_TRIAL", "HPO_ATTEMPT", "HPO_VOLUME"} for p in pods)
+    assert _live_pods(fake) == []
 
 
 @pytest.mark.slow
@@ -158,7 +176,8 @@ def test_create_then_500_never_makes_a_second_pod(fake: FakeRunPod, project: Pat
     fake.inject_fault("create_then_500", times=1)
     build_controller(config, cache_dir=tmp_path / "cache").run()
     pods = fake.pods(include_terminated=True)
-    assert len(pods) == 2 and len({p.name for p in pods}) == 2
+    # One warm worker ran both trials: the create that answered 500 had made it, and was not made again.
+    assert [p.name for p in pods] == [worker_pod_name("pods", 0)]
     assert all(not p.spot for p in pods)
     assert [t.state for t in load_trials(config, tmp_path / "reader")] == [TrialState.COMPLETE] * 2
     assert _live_pods(fake) == []
@@ -211,7 +230,8 @@ def test_a_request_runpod_refuses_is_a_clear_error(
 def test_a_killed_controller_adopts_live_pods_and_cleanup_removes_strays(
     fake: FakeRunPod, project: Path, tmp_path: Path
 ) -> None:
-    studies = make_workspace(project, pace=0.15, max_step=8, trials=3, concurrency=2)
+    # Warm workers left without a controller end themselves once idle: after 2 s here.
+    studies = make_workspace(project, pace=0.15, max_step=8, trials=3, concurrency=2, idle_limit=2)
     config = study_config(studies, "pods")
     volume = study_volume(config)
     layout = StudyLayout(config.name)
@@ -221,11 +241,15 @@ def test_a_killed_controller_adopts_live_pods_and_cleanup_removes_strays(
     wait_for(lambda: count_events(volume, layout.events(1, 0), "report") >= 2, 90, "trial 1 reports")
     first.send_signal(signal.SIGKILL)
     first.wait()
-    # With no controller alive, a pod whose attempt ends still stops billing: the agent ends its own pod.
+    # With no controller alive, a worker whose attempt ends still stops billing: idle past its limit, the
+    # agent ends its own pod.
     wait_for(lambda: count_events(volume, layout.events(1, 0), "done") == 1, 60, "trial 1 to finish alone")
+    launch = read_launch(volume, layout.launch(1, 0))
+    assert launch is not None and launch.worker is not None
+    worker = worker_pod_name("pods", launch.worker)
     wait_for(
-        lambda: fake.pods() and all(p.status == "TERMINATED" for p in fake.pods() if p.name == pod_name("pods", AttemptRef(1, 0))),
-        30, "trial 1's pod to end itself",
+        lambda: all(p.status == "TERMINATED" for p in fake.pods(include_terminated=True) if p.name == worker),
+        60, "trial 1's worker pod to end itself once idle",
     )
 
     # A stray: a pod named like an attempt that no running trial has.

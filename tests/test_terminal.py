@@ -277,7 +277,8 @@ def test_an_interrupted_run_with_the_live_display_shows_the_cursor_again(tmp_pat
     import termios
 
     gate = tmp_path / "gate"
-    studies = make_workspace(tmp_path / "project", trials=4, concurrency=2, max_step=3, pace=0.0, gate=gate)
+    # Warm workers left without a controller end themselves once idle: soon, here.
+    studies = make_workspace(tmp_path / "project", trials=4, concurrency=2, max_step=3, pace=0.0, gate=gate, idle_limit=1)
     config = study_config(studies, "steady")
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, WIDTH, 0, 0))

@@ -1,5 +1,11 @@
 """``python -m hpo.agent``: run the attempt named by HPO_STUDY, HPO_TRIAL, HPO_ATTEMPT, HPO_VOLUME.
 
+With ``HPO_JOB`` set it runs a one-off job instead (:mod:`hpo.agent._job`);
+with ``HPO_WORKER`` set, a warm worker that runs attempt after attempt
+(:mod:`hpo.agent._worker`). An attempt a warm worker runs cold (a process of
+its own, ``HPO_WORKER_ATTEMPT`` set) runs only the attempt: its output goes
+where the worker sent it, and the worker, not the attempt, ends the pod.
+
 Whatever ends the attempt (a result, the objective's error, an infrastructure
 fault, even a bug of ours), an agent inside a worker whose backend says so
 ends its worker afterwards (:class:`~hpo.backends.WorkerHook`): a RunPod pod
@@ -25,6 +31,7 @@ from hpo.backends import worker_hook
 from hpo.errors import HpoError
 from hpo.jobs import JOB_ENV
 from hpo.layout import StudyLayout
+from hpo.pool import WORKER_ATTEMPT_ENV, WORKER_ENV
 from hpo.volume import open_volume
 
 log = logging.getLogger("hpo.agent")
@@ -35,9 +42,14 @@ def main() -> int:
     env = dict(os.environ)
     if env.get(JOB_ENV):  # a one-off job's worker (`hpo job`), not a trial's
         return run_job_worker(env)
+    if env.get(WORKER_ENV):  # a warm worker: attempt after attempt, as its assignments say
+        from hpo.agent._worker import run_worker  # only a worker needs the fork server's machinery
+
+        return run_worker(env)
     logging.basicConfig(level=logging.INFO, format="hpo.agent: %(message)s", stream=sys.stderr)
+    in_worker = bool(env.get(WORKER_ATTEMPT_ENV))  # run by a warm worker, which ends the pod itself
     try:
-        code = _attempt(env)
+        code = _attempt(env, redirect=not in_worker)
     except HpoError as exc:
         print(f"hpo.agent: {exc}", file=sys.stderr)
         code = exc.exit_code
@@ -47,7 +59,7 @@ def main() -> int:
         traceback.print_exc()
         code = EXIT_ERROR
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the attempt is over: a SIGTERM now just ends us
-    if code != EXIT_PREEMPTED:
+    if code != EXIT_PREEMPTED and not in_worker:
         end_worker(env)
     return code
 
@@ -59,12 +71,12 @@ def end_worker(env: Mapping[str, str]) -> None:
         hook.end(env)
 
 
-def _attempt(env: Mapping[str, str]) -> int:
+def _attempt(env: Mapping[str, str], *, redirect: bool = True) -> int:
     """Open the volume, send our output to the attempt's log (where the worker's own is lost), run the attempt."""
     address = AttemptAddress.from_env(dict(env))
     volume = open_volume(address.volume_root)
     hook = worker_hook(env)
-    if hook is not None and hook.log_to_volume:
+    if redirect and hook is not None and hook.log_to_volume:
         log_path = volume.local_path(StudyLayout(address.study).log(address.trial, address.attempt))
         if log_path is not None:
             try:

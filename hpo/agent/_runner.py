@@ -113,15 +113,23 @@ def load_objective(volume: Volume, spec: TrialSpec, cache_dir: Path) -> Callable
             root = unpack_objectives(volume, spec.study, spec.code, cache_dir)
         package_dir = root / "objectives"
         sys.path.insert(0, str(root))
-        # The snapshot's package must win over any `objectives` imported before (an installed copy).
-        for name in [n for n in sys.modules if n == "objectives" or n.startswith("objectives.")]:
-            del sys.modules[name]
-        importlib.invalidate_caches()  # the folder was just unpacked
+        # The snapshot's package must win over any `objectives` imported before (an installed copy); one
+        # imported from this very snapshot is kept (a warm worker's fork server preloaded it for this process).
+        if not _imported_from(sys.modules.get("objectives"), package_dir):
+            for name in [n for n in sys.modules if n == "objectives" or n.startswith("objectives.")]:
+                del sys.modules[name]
+            importlib.invalidate_caches()  # the folder was just unpacked
     module = _import_objective(module_name, package_dir)
     func = getattr(module, func_name or "objective", None)
     if not callable(func):
         raise ObjectiveError(f"{_objective_file(module_name)} has no function {func_name or 'objective'!r}")
     return func
+
+
+def _imported_from(package: Any, package_dir: Path) -> bool:
+    """Whether ``package`` (the imported ``objectives``, if any) is the one in ``package_dir``."""
+    paths = getattr(package, "__path__", None) or []
+    return any(Path(path).resolve() == package_dir.resolve() for path in paths)
 
 
 def _objective_file(module_name: str) -> str:

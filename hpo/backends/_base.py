@@ -30,6 +30,22 @@ Contracts, as the controller relies on them:
   find and end it. A backend that cannot run jobs keeps the defaults, which
   refuse in one line.
 
+* Warm workers (a pool of long-lived workers, each running attempt after
+  attempt: :mod:`hpo.pool`): :meth:`Backend.launch_worker` starts worker
+  ``index`` of the study (a process, a pod named ``hpo-<study>-w<index>``)
+  with the study's address and ``HPO_WORKER=<index>``, never an attempt's
+  variables, and returns at once; :meth:`Backend.list_workers` is one look at
+  every live worker by index (on RunPod the same one listing per poll that
+  :meth:`Backend.list_live` makes: calling both in one poll costs one call);
+  of two live workers with one index the oldest is listed and the others are
+  :meth:`Backend.worker_extras`; :meth:`Backend.terminate_worker` stops one at
+  once and never raises for one already gone. :meth:`Backend.list_live` never
+  lists a warm worker and :meth:`Backend.list_workers` never an attempt's or a
+  job's. A worker carries its :class:`~hpo.workers.Billing` from its creation,
+  and :meth:`Backend.billed_usd` takes its id like any other.
+  :attr:`Backend.supports_workers` says whether a backend has them; one that
+  does not keeps the defaults, which refuse in one line.
+
 The words shared with the cost meter (:class:`~hpo.workers.AttemptRef`,
 :class:`~hpo.workers.WorkerHandle`, :class:`~hpo.workers.Billing`) live in
 :mod:`hpo.workers`, below both packages.
@@ -38,12 +54,38 @@ The words shared with the cost meter (:class:`~hpo.workers.AttemptRef`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hpo.cost import PriceBook
 from hpo.errors import BackendError
 from hpo.jobs import JobRequest, JobWorker
-from hpo.workers import AttemptRef, WorkerHandle
+from hpo.workers import AttemptRef, PoolWorker, WorkerHandle
+
+WORKER_INDEX_ENV = "HPO_WORKER"
+"""What makes ``python -m hpo.agent`` a warm worker, holding its index (the same name as ``hpo.pool.WORKER_ENV``)."""
+
+_ATTEMPT_ENV = ("HPO_TRIAL", "HPO_ATTEMPT")
+
+
+def warm_worker_env(base: Mapping[str, str], index: int, env: Mapping[str, str]) -> dict[str, str]:
+    """A warm worker's environment: ``base`` (an attempt's, whose trial and attempt are dropped), its index, ``env``.
+
+    ``env`` (the pool's settings: ``HPO_WORKER_POLL``, ``HPO_WORKER_IDLE_LIMIT``)
+    may add variables but never name an attempt, nor change what says whose
+    worker this is (``HPO_STUDY``, ``HPO_VOLUME``, ``HPO_WORKER``): that is a
+    :class:`BackendError`, in one line.
+    """
+    if index < 0:
+        raise BackendError(f"worker index {index} is negative")
+    fixed = {key: value for key, value in base.items() if key not in _ATTEMPT_ENV}
+    fixed[WORKER_INDEX_ENV] = str(index)
+    for key, value in env.items():
+        if key in _ATTEMPT_ENV:
+            raise BackendError(f"worker {index}: its environment may not name an attempt ({key})")
+        if key in ("HPO_STUDY", "HPO_VOLUME", WORKER_INDEX_ENV) and value != fixed.get(key):
+            raise BackendError(f"worker {index}: its environment may not change {key} ({value!r})")
+    return {**fixed, **env}
 
 
 @dataclass(frozen=True)
@@ -128,6 +170,38 @@ class Backend(ABC):
     def terminate_job(self, worker: JobWorker) -> None:
         """Stop a job's worker now; silently succeed if it is already gone."""
         raise BackendError(f"the {self.name} backend cannot run one-off jobs")
+
+    # -- warm workers -------------------------------------------------------------------
+
+    @property
+    def supports_workers(self) -> bool:
+        """Whether this backend runs warm workers (:meth:`launch_worker` and the rest); False by default."""
+        return False
+
+    def launch_worker(self, index: int, env: Mapping[str, str]) -> PoolWorker:
+        """Start warm worker ``index`` of the study with ``env`` added to its own, and return without waiting.
+
+        Its environment is the study's address (``HPO_STUDY``, ``HPO_VOLUME``)
+        and ``HPO_WORKER=<index>``, never ``HPO_TRIAL``/``HPO_ATTEMPT``; it is
+        chosen and placed as an attempt's worker is. Default: this backend has
+        no warm workers.
+        """
+        raise BackendError(f"the {self.name} backend cannot run warm workers")
+
+    def list_workers(self) -> dict[int, PoolWorker]:
+        """Every live warm worker of the study, by index (one listing; the oldest of one index's workers)."""
+        raise BackendError(f"the {self.name} backend cannot run warm workers")
+
+    def worker_extras(self) -> list[PoolWorker]:
+        """Live warm workers of the last :meth:`list_workers` whose index an older worker holds (to terminate)."""
+        return []
+
+    def terminate_worker(self, worker: PoolWorker) -> None:
+        """Stop a warm worker now; silently succeed if it is already gone."""
+        raise BackendError(f"the {self.name} backend cannot run warm workers")
+
+    def wind_down(self) -> None:  # noqa: B027  nothing to end by default, not an abstract method
+        """The run is over: end workers that run nothing the controller wants (warm workers); by default none."""
 
     def close(self) -> None:  # noqa: B027  a hook with nothing to release by default, not an abstract method
         """Release clients and files; live workers stay alive (the next controller adopts them)."""

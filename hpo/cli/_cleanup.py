@@ -25,7 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run_cleanup(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     volume = open_study_volume(config)
-    backend = make_backend(config, volume)
+    backend = make_backend(config, volume, passive=True)
     try:
         done = cleanup(config, volume, backend, dry_run=args.dry_run)
     finally:
@@ -37,14 +37,20 @@ def run_cleanup(args: argparse.Namespace) -> int:
                 "study": config.name,
                 "dry_run": args.dry_run,
                 "workers": [
-                    {"id": s.handle.id, "trial": s.handle.ref.trial, "attempt": s.handle.ref.attempt, "reason": s.reason}
+                    {
+                        "id": s.id,
+                        "trial": s.handle.ref.trial if s.handle else None,
+                        "attempt": s.handle.ref.attempt if s.handle else None,
+                        "warm_worker": s.worker.index if s.worker else None,
+                        "reason": s.reason,
+                    }
                     for s in done
                 ],
             }
         )
         return 0
     for stray in done:
-        print(f"{verb} {stray.handle.id} ({stray.handle.ref}): {stray.reason}")
+        print(f"{verb} {stray.id} ({stray.what}): {stray.reason}")
     if not done:
         print(f"study {config.name}: nothing to clean up")
     return 0

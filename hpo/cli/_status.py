@@ -39,7 +39,7 @@ from hpo.cli._common import add_study_arguments, print_json, study_from_args
 from hpo.config import StudyConfig
 from hpo.controller import make_backend, open_study_volume
 from hpo.errors import HpoError
-from hpo.status import SpendSummary, TrialRow, best_row, rows_by_priority, spend_summary, study_rows
+from hpo.status import SpendSummary, TrialRow, best_row, rows_by_priority, spend_summary, study_view
 from hpo.volume import Volume
 
 PIPE_WIDTH = 200
@@ -249,6 +249,12 @@ def _spend_lines(spend: SpendSummary, config: StudyConfig) -> list[str]:
     line = f"spent: ${spend.usd:.4f}, {spend.gpu_hours:.4f} GPU-hours"
     if spend.cost_unit != "USD":
         line += f", {spend.cpu_seconds:.1f} CPU-seconds (local workers cost nothing)"
+    if spend.overhead_seconds > 0:
+        # What warm workers billed outside attempts: the price of keeping them warm, in the spend above.
+        line += (
+            f"; of it, warm workers' overhead (provisioning, image pull, idle) ${spend.overhead_usd:.4f},"
+            f" {spend.overhead_seconds:.0f} worker-seconds"
+        )
     lines = [line]
     budget = []
     if spend.budget_usd is not None:
@@ -379,7 +385,7 @@ def _lines_used(
 def _live_workers(config: StudyConfig, volume: Volume) -> dict[AttemptRef, WorkerHandle] | None:
     """The backend's view of live workers, or None (with a warning) when it cannot be asked."""
     try:
-        backend = make_backend(config, volume)
+        backend = make_backend(config, volume, passive=True)
         try:
             return backend.list_live()
         finally:
@@ -398,8 +404,9 @@ def _console() -> Console:
 def status(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     volume = open_study_volume(config)
-    rows = study_rows(config, volume, live=_live_workers(config, volume))
-    spend = spend_summary(rows or [], config)
+    view = study_view(config, volume, live=_live_workers(config, volume))
+    rows = None if view is None else view.rows
+    spend = spend_summary(rows or [], config, None if view is None else view.overhead)
     if args.json:
         print_json(
             {"study": config.name, "trials": [dataclasses.asdict(r) for r in rows or []], "spend": dataclasses.asdict(spend)}

@@ -28,6 +28,7 @@ from hpo.config._algorithms import (
 )
 from hpo.config._base import (
     MAX_ITEMS,
+    Bool,
     ConfigModel,
     StepCount,
     Text,
@@ -182,6 +183,24 @@ class Budget(ConfigModel):
     gpu_hours: Annotated[float, PlainValidator(number(gt=0, le=MAX_GPU_HOURS))] | None = None
 
 
+MAX_IDLE_LIMIT = 86400.0
+
+
+class Workers(ConfigModel):
+    """How a study's attempts map onto workers (pods, processes).
+
+    ``reuse`` (the default): a worker is long-lived and runs attempt after
+    attempt, each in its own process forked from a warm parent, so a pruned
+    trial frees a warm GPU instead of throwing it away. ``reuse: false``: one
+    worker per attempt, for objectives that cannot share a machine.
+    ``idle_limit``: seconds a worker with nothing to do lives on before the
+    controller ends it (it ends itself when no controller is alive).
+    """
+
+    reuse: Bool = True
+    idle_limit: Annotated[float, PlainValidator(number(gt=0, le=MAX_IDLE_LIMIT))] = 120.0
+
+
 class StudyConfig(ConfigModel):
     """One study of studies.yaml, validated; built by :func:`hpo.config.load_study`.
 
@@ -203,6 +222,7 @@ class StudyConfig(ConfigModel):
     fidelity: Fidelity = Fidelity()
     compute: Compute  # filled with the default backend when absent (see _fill_defaults)
     budget: Budget
+    workers: Workers = Workers()
     volume: Volume
     storage: Annotated[str, PlainValidator(_storage)] | None = None
     poll_interval: Annotated[float, PlainValidator(number(gt=0, le=MAX_POLL_INTERVAL))]

@@ -16,6 +16,7 @@ from hpo.controller._progress import ProgressSink
 from hpo.errors import ConfigError
 from hpo.journal import open_storage
 from hpo.lease import Lease
+from hpo.pool import ASSIGNMENT_POLL_SECONDS
 from hpo.volume import Volume
 
 
@@ -37,9 +38,40 @@ def check_objective(config: StudyConfig, folder: Path) -> None:
     )
 
 
-def make_backend(config: StudyConfig, volume: Volume, *, cache_dir: Path | None = None) -> Backend:
-    """The backend ``compute.backend`` names, as its plug-in builds it (``cache_dir``: where it caches prices)."""
-    return backend_plugin(config.compute.backend).build(config, volume, cache_dir=cache_dir)
+def make_backend(
+    config: StudyConfig,
+    volume: Volume,
+    *,
+    cache_dir: Path | None = None,
+    passive: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> Backend:
+    """The backend ``compute.backend`` names, as its plug-in builds it (``cache_dir``: where it caches prices).
+
+    With ``workers.reuse`` (the default) and a backend that can run warm
+    workers, its workers run attempt after attempt behind a
+    :class:`~hpo.pool.WarmPool`, which speaks attempts as any backend does.
+    ``passive``: the caller only looks (``hpo status``, ``hpo cleanup``): the
+    pool assigns, retires and terminates nothing on its own.
+    """
+    backend = backend_plugin(config.compute.backend).build(config, volume, cache_dir=cache_dir)
+    if not config.workers.reuse or not backend.supports_workers:
+        return backend
+    from hpo.pool import WarmPool  # here: `hpo status --help` and the one-attempt path stay light
+
+    return WarmPool(
+        backend,
+        volume,
+        config.name,
+        max_workers=config.budget.concurrency,
+        idle_limit=config.workers.idle_limit,
+        # A worker looks for its next attempt at least once per controller poll: a new trial
+        # starts within one poll of its assignment.
+        worker_poll=min(ASSIGNMENT_POLL_SECONDS, config.poll_interval),
+        clock=clock,
+        wall_clock=provider_clock(backend),
+        passive=passive,
+    )
 
 
 def provider_clock(backend: Backend, wall_clock: Callable[[], float] = time.time) -> Callable[[], float]:
@@ -79,7 +111,7 @@ def build_controller(
     check_objective(config, objectives)
     check_volume_code_trusted(config)  # local trials running code from an S3 volume must be opted into
     volume = open_study_volume(config)
-    backend = backend or make_backend(config, volume, cache_dir=cache_dir)
+    backend = backend or make_backend(config, volume, cache_dir=cache_dir, clock=clock)
     lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval))
     # The lease comes first: only its holder may open the journal as its writer.
     lease.acquire()

@@ -187,6 +187,8 @@ class Controller:
                     self.progress.message(f"stopped launching: {self.launch_stopped}{self._resume_hint()}")
                     break
                 self.sleep(self.config.poll_interval)
+            # Warm workers with nothing left to run end now, before the wait and the bill: their bills are whole.
+            self.backend.wind_down()
             self.fleet.await_unowned({run.ref for run in self.runs.values()})
             self.costs.settle(self._study, self._running_ids())
         except JournalFencedError:
@@ -285,6 +287,10 @@ class Controller:
         if live is not None:
             self.fleet.sweep_strays(live, {run.ref for run in self.runs.values()})
             self._launch_new_trials()
+            if self.launch_stopped or len(self.runs) < self.config.budget.concurrency:
+                # Fewer runs than slots after asking: nothing new will be asked (no trials left, or
+                # launching stopped), so a warm worker with nothing to run would only bill its idle limit.
+                self.backend.wind_down()
         self._refresh_tally()
         self.costs.save(self._running_ids())
         self.storage.flush()

@@ -23,10 +23,21 @@ import optuna
 
 from hpo.backends import AttemptRef, Backend, WorkerHandle
 from hpo.config import StudyConfig
-from hpo.cost import PRICES_ATTR, BudgetGuard, CostMeter, Spend, load_bills, save_bills
+from hpo.cost import (
+    PRICES_ATTR,
+    BudgetGuard,
+    CostMeter,
+    Spend,
+    WorkerOverhead,
+    load_bills,
+    load_overhead,
+    save_bills,
+    save_overhead,
+)
 from hpo.errors import HpoError
 from hpo.events import Event, EventTail, FinalEvent
 from hpo.journal import StudyStorage
+from hpo.pool import WarmPool
 from hpo.trial_attrs import ATTR_COST_USD, ATTR_CPU_SECONDS, ATTR_GPU_SECONDS, ATTR_GPU_TYPE, float_attr
 
 log = logging.getLogger(__name__)
@@ -76,14 +87,19 @@ class CostKeeper:
         self._attrs_written: dict[int, tuple[float, float, str | None]] = {}
         # Attempts whose verdict came first, read on until their last words (their CPU time).
         self._draining: dict[AttemptRef, EventTail] = {}
+        # Warm workers: what they billed outside attempts (see hpo.cost._overhead), by worker id.
+        self._pool = backend if isinstance(backend, WarmPool) else None
+        self._overhead: dict[str, WorkerOverhead] = {}  # as saved (earlier runs' workers included)
 
     # -- the start of a run -------------------------------------------------------------
 
     def load(self, study: optuna.Study) -> None:
         """Take over the attempt records earlier runs left in the study."""
         self.study_id = study._study_id
-        for trial, bills in load_bills(self.storage.optuna.get_study_system_attrs(self.study_id)).items():
+        attrs = self.storage.optuna.get_study_system_attrs(self.study_id)
+        for trial, bills in load_bills(attrs).items():
             self.meter.load(trial, bills)
+        self._overhead = load_overhead(attrs)
 
     def recover(self, live: Mapping[AttemptRef, WorkerHandle]) -> None:
         """A new controller's first listing: close attempts whose workers ended unseen, read the bill."""
@@ -198,9 +214,20 @@ class CostKeeper:
             self._dirty |= {trial for trial in self.meter.trials() if any(b.end is None for b in self.meter.bills(trial))}
             for number, trial_id in running.items():
                 self.write_trial_attrs(number, trial_id)
+            self._save_overhead()
         for trial in sorted(self._dirty):
             save_bills(self.storage.optuna, self.study_id, trial, self.meter.bills(trial))
         self._dirty.clear()
+
+    def _save_overhead(self) -> None:
+        """Warm workers' overhead records that changed since they were saved."""
+        if self._pool is None:
+            return
+        assert self.study_id is not None
+        for record in self._pool.overhead_records():
+            if self._overhead.get(record.worker) != record:
+                save_overhead(self.storage.optuna, self.study_id, record)
+                self._overhead[record.worker] = record
 
     def save_on_the_way_out(self, running: Mapping[int, int]) -> None:
         """Interrupted (Ctrl-C) or failed: keep what the meter knows, if the storage still takes it."""
@@ -239,6 +266,8 @@ class CostKeeper:
             self._dirty |= self.meter.sweep(live, self.wall_clock())
             self.drain(live)
             self.reconcile()
+            if self._pool is not None:
+                self._pool.overhead_usd(refresh=True)  # the workers' own bills: what the attempts' shares leave
             self.save(running, force=True)
             # The price list decides launches only under a budget; then say which one it was.
             prices = self.backend.prices() if self.guard.limited else None
@@ -264,8 +293,20 @@ class CostKeeper:
             log.warning("study %s: cannot update the dashboard's cost/loss plot: %s", self.config.name, exc)
 
     def spent_usd(self) -> float:
-        """The whole study's spend so far (all runs), USD."""
-        return round(self.meter.spent_usd(self.wall_clock()), 6)
+        """The whole study's spend so far (all runs, warm workers' overhead included), USD."""
+        return round(self.meter.spent_usd(self.wall_clock()) + self._overhead_usd(), 6)
+
+    def overhead_usd(self) -> float:
+        """What warm workers billed outside attempts (provisioning, image pull, idle), all runs, USD."""
+        return round(self._overhead_usd(), 6)
+
+    def _overhead_usd(self) -> float:
+        """Earlier runs' workers as saved, plus this run's pool as it stands (its estimate until the bill comes)."""
+        if self._pool is None:
+            return math.fsum(record.usd for record in self._overhead.values())
+        current = {record.worker: record for record in self._pool.overhead_records()}
+        earlier = math.fsum(record.usd for worker, record in self._overhead.items() if worker not in current)
+        return earlier + math.fsum(record.usd for record in current.values())
 
     def gpu_hours(self) -> float:
         """The whole study's GPU-hours so far (all runs)."""
@@ -273,4 +314,7 @@ class CostKeeper:
 
     def _spend(self, now: float) -> Spend:
         rate, gpus = self.meter.billing_rate()
-        return Spend(self.meter.spent_usd(now), self.meter.spent_gpu_seconds(now), rate, gpus)
+        if self._pool is not None:  # idle warm workers bill too: the guard projects them
+            idle_rate, idle_gpus = self._pool.idle_rate()
+            rate, gpus = rate + idle_rate, gpus + idle_gpus
+        return Spend(self.meter.spent_usd(now) + self._overhead_usd(), self.meter.spent_gpu_seconds(now), rate, gpus)

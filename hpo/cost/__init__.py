@@ -25,6 +25,15 @@ from hpo.cost._billing import (
     trial_costs,
 )
 from hpo.cost._budget import BudgetGuard, Spend
+from hpo.cost._overhead import (
+    OVERHEAD_RECORD_PREFIX,
+    Overhead,
+    WorkerOverhead,
+    load_overhead,
+    save_overhead,
+    study_overhead,
+    total_overhead,
+)
 from hpo.cost._prices import (
     CACHE_MAX_AGE,
     FALLBACK_AS_OF,
@@ -48,20 +57,27 @@ __all__ = [
     "COST_RECORD_PREFIX",
     "FALLBACK_AS_OF",
     "FALLBACK_PRICES",
+    "OVERHEAD_RECORD_PREFIX",
     "PRICES_ATTR",
     "AttemptBill",
     "BudgetGuard",
     "CostMeter",
     "GpuRate",
+    "Overhead",
     "PriceBook",
     "PriceSource",
     "Spend",
     "TrialCost",
+    "WorkerOverhead",
     "fallback_book",
     "load_bills",
+    "load_overhead",
     "load_price_book",
     "price_cache_file",
     "save_bills",
+    "save_overhead",
+    "study_overhead",
     "total",
+    "total_overhead",
     "trial_costs",
 ]

@@ -4,6 +4,11 @@ Each container run gets its own session (``start_new_session=True``), so the
 process group id equals the leader's pid and one ``killpg`` reaches everything
 the command spawned, as stopping a Docker container does. When the leader
 exits, the rest of its group is killed too: a container ends with its PID 1.
+A process of the container that moved to a process group of its own (a warm
+worker runs each attempt so) is still the container's, as it would be in its
+PID namespace: it is found by the variables every process of the run inherits
+(the pod's id and the fake's URL), started since the run began, and signalled
+with the rest.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import psutil
 
 # The only variables a container inherits from the server's environment, so
 # that Python and the shell work. Nothing else leaks in (no API keys, no cloud
@@ -89,6 +97,9 @@ class Container:
             )
         self.pid = self._process.pid
         self.exit_code: int | None = None
+        self._started = time.time()
+        # What every process of this run inherits and no other run shares while it lives (a fake's URL has its port).
+        self._marks = {name: env[name] for name in _RUN_MARKS if env.get(name)}
 
     def poll(self) -> int | None:
         """The exit code once the leader has exited (and its group was killed), else None."""
@@ -100,11 +111,29 @@ class Container:
         return self.exit_code
 
     def signal_group(self, signum: int) -> None:
-        """Send ``signum`` to the container's process group; a group already gone is fine."""
-        try:
-            os.killpg(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """Send ``signum`` to the container's process group and its strays' groups; a group already gone is fine."""
+        for group in (self.pid, *self._stray_groups()):
+            try:
+                os.killpg(group, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _stray_groups(self) -> set[int]:
+        """Process groups, other than the container's, of processes this run started (found by their environment)."""
+        if len(self._marks) < len(_RUN_MARKS):
+            return set()
+        ours = os.getpgrp()
+        groups: set[int] = set()
+        for proc in psutil.process_iter(["pid", "create_time"]):
+            try:
+                if proc.info["create_time"] < self._started - 1.0:
+                    continue
+                env = proc.environ()
+                if all(env.get(name) == value for name, value in self._marks.items()):
+                    groups.add(os.getpgid(proc.info["pid"]))
+            except (psutil.Error, OSError):
+                continue
+        return groups - {self.pid, ours}
 
     def kill(self) -> None:
         """SIGKILL the whole group and reap the leader (returns within a moment)."""
@@ -114,6 +143,9 @@ class Container:
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
             pass
         self.poll()
+
+
+_RUN_MARKS = ("RUNPOD_POD_ID", "RUNPOD_API_BASE_URL")
 
 
 def container_env(

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 from optuna.storages import BaseStorage
 
 from hpo.config import StudyConfig
-from hpo.cost import PRICES_ATTR, PriceBook, trial_costs
+from hpo.cost import PRICES_ATTR, Overhead, PriceBook, study_overhead, trial_costs
 from hpo.errors import HpoError
 from hpo.report._frame import trial_frame
 from hpo.report._html import render_html
@@ -53,6 +53,7 @@ class Report:
     budget_gpu_hours: float | None = None
     notes: list[str] = field(default_factory=list)
     message: str | None = None
+    overhead: Overhead = Overhead(0.0, 0.0, 0)  # warm workers' bills outside attempts: in the spend, on no trial
 
     @property
     def front(self) -> pd.DataFrame:
@@ -118,8 +119,10 @@ def build_report(config: StudyConfig, study: optuna.Study, storage: BaseStorage,
             "RunPod's bill had not covered them at the end of the last run"
         )
     savings = pruning_savings(frame, config.fidelity.max_step)
+    overhead = study_overhead(storage, study._study_id)
+    savings = replace(savings, spent_usd=savings.spent_usd + overhead.usd)
     return Report(config.name, config.metric, config.direction, frame, axes, savings, config.budget.usd,
-                  config.budget.gpu_hours, notes, message)
+                  config.budget.gpu_hours, notes, message, overhead)
 
 
 def _price_notes(storage: BaseStorage, study: optuna.Study) -> list[str]:
@@ -153,6 +156,11 @@ def summary_lines(report: Report) -> list[str]:
     if report.budget_gpu_hours is not None:
         left = max(0.0, report.budget_gpu_hours - savings.gpu_hours)
         spent += f"; budget {report.budget_gpu_hours:g} GPU-hours ({left:.4f} left)"
+    if report.overhead.seconds > 0:
+        spent += (
+            f"; of it, warm workers' overhead (provisioning, image pull, idle) ${report.overhead.usd:.4f}, "
+            f"{report.overhead.seconds:.0f} worker-seconds over {report.overhead.workers} worker(s)"
+        )
     lines.append(spent)
     if savings.pruned_trials:
         if usd_study:
@@ -252,6 +260,7 @@ def report_json(report: Report, paths: dict[str, Path] | None) -> dict[str, Any]
         "gpu_hours": s.gpu_hours,
         "cpu_seconds": s.cpu_seconds,
         "budget_usd": report.budget_usd,
+        "overhead": {"usd": report.overhead.usd, "seconds": report.overhead.seconds, "workers": report.overhead.workers},
         "budget_gpu_hours": report.budget_gpu_hours,
         "pruning_saved": {"pruned_trials": s.pruned_trials, "steps": s.steps_saved, "gpu_hours": s.gpu_hours_saved,
                           "usd": s.usd_saved, "cpu_seconds": s.cpu_seconds_saved},

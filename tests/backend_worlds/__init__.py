@@ -11,7 +11,10 @@ One module per backend, named as in :data:`hpo.backends.BACKENDS` (``local.py``,
 
 The contract suite is parametrized by the registry, so a backend registered
 without a module here fails the suite by name. This package also holds what
-every world's workers run: the trial specs (:func:`write_specs`).
+every world's workers run: the trial specs (:func:`write_specs`), and the
+variable that makes a warm worker idle (:data:`IDLE_WORKER_ENV`): every world
+runs ``python -m hpo.agent`` so that, with it, the process just sleeps until
+it is stopped (the warm worker's own loop is not what the backend contract tests).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from hpo.volume import Volume
 
 STUBBORN_TRIAL = 3
 """The trial whose objective (``steady:stubborn``) ignores SIGTERM and never ends."""
+
+IDLE_WORKER_ENV = {"TEST_STRAY_POD": "1"}
+"""Given to ``launch_worker``: the worker's process sleeps until SIGTERM (a pod's ``tests/pod_entry.py``; a local one's wrapper)."""
 
 MAX_STEP = 200
 PACE = 0.2

@@ -25,6 +25,16 @@ A one-off job (``hpo job``) is a process of the same agent with
 :meth:`LocalBackend.list_live` never counts it; :meth:`LocalBackend.list_jobs`
 finds it by that environment (session leaders only: a job's own children
 are not jobs). It has no GPU to choose.
+
+A warm worker (:meth:`LocalBackend.launch_worker`, for :mod:`hpo.pool`) is
+a process of the same agent with the study's address and ``HPO_WORKER=<k>``
+instead of an attempt's variables, in its own session (killed as a group),
+its output in ``hpo/<study>/workers/w<k>/output.txt`` on a folder volume (else
+this machine's log folder). Its start is recorded as an attempt worker's is,
+with its index in place of an attempt, so the next controller finds it; the
+first listing also finds the study's session leaders by ``HPO_WORKER``.
+:meth:`LocalBackend.list_live` never lists one, nor
+:meth:`LocalBackend.list_workers` an attempt's process; it bills $0/h.
 """
 
 from __future__ import annotations
@@ -36,19 +46,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
 
-from hpo.backends._base import Backend
+from hpo.backends._base import WORKER_INDEX_ENV, Backend, warm_worker_env
 from hpo.backends.local._registry import Recorded, WorkerRecord
 from hpo.errors import BackendError, ConfigError
 from hpo.jobs import JOB_ENV, JOB_STUDY_ENV, VOLUME_ENV, JobRequest, JobWorker, is_job_id, job_env
 from hpo.journal import default_cache_dir
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
-from hpo.workers import AttemptRef, Billing, WorkerHandle
+from hpo.workers import AttemptRef, Billing, PoolWorker, WorkerHandle
 
 # Variables a Python process needs to start and find its packages; nothing else
 # of the controller's environment (API keys, S3 secrets) reaches a trial.
@@ -75,6 +85,21 @@ def worker_env(study: str, ref: AttemptRef, volume_root: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def pool_worker_env(study: str, index: int, volume_root: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of local warm worker ``index``: a trial process's without the attempt, plus ``env``."""
+    return warm_worker_env(worker_env(study, AttemptRef(0, 0), volume_root), index, env)
+
+
+def worker_output_key(study: str, index: int) -> str:
+    """Where warm worker ``index``'s own output goes on a folder volume: ``hpo/<study>/workers/w<index>/output.txt``."""
+    return f"{StudyLayout(study).root}/workers/w{index}/output.txt"
+
+
+def worker_launch_key(study: str, index: int) -> str:
+    """Warm worker ``index``'s launch record on the volume (written by the controller's backend)."""
+    return f"{StudyLayout(study).root}/workers/w{index}/launch.json"
 
 
 def job_worker_env(study: str, job_id: str, volume_root: str) -> dict[str, str]:
@@ -115,6 +140,11 @@ def _handle(ref: AttemptRef, pid: int, create_time: float) -> WorkerHandle:
     return WorkerHandle(ref, _handle_id(pid, create_time), "running", {"pid": pid}, billing)
 
 
+def _pool_worker(index: int, pid: int, create_time: float) -> PoolWorker:
+    billing = Billing(usd_per_hr=0.0, gpu_count=0, started_at=create_time or None)
+    return PoolWorker(index, _handle_id(pid, create_time), "running", {"pid": pid, "create_time": create_time}, billing)
+
+
 def _job_worker(job_id: str, pid: int, create_time: float) -> JobWorker:
     return JobWorker(job_id, _handle_id(pid, create_time), "running", True, {"pid": pid})
 
@@ -144,6 +174,24 @@ def _runs(pid: int, worker_id: str) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE and _handle_id(pid, proc.create_time()) == worker_id
     except psutil.NoSuchProcess:
         return False
+
+
+def _index_of(text: str) -> int | None:
+    """``HPO_WORKER``'s value as a worker index, or None for anything else."""
+    if not text.isdigit() or len(text) > 7:
+        return None
+    return int(text)
+
+
+def _has_warm_ancestor(pid: int, index: int | None, warm: Mapping[int, tuple[int, float]]) -> bool:
+    """Whether a warm worker of ``index`` (any index: None), among ``warm`` by pid, is an ancestor of process ``pid``."""
+    if not warm:
+        return False
+    try:
+        parents = psutil.Process(pid).parents()
+    except psutil.NoSuchProcess:
+        return True  # gone: nothing to record
+    return any(parent.pid in warm and index in (None, warm[parent.pid][0]) for parent in parents)
 
 
 class LocalBackend(Backend):
@@ -188,6 +236,8 @@ class LocalBackend(Backend):
         self._kill_at: dict[int, float] = {}  # pid -> when SIGKILL is due
         self._extras: list[WorkerHandle] = []  # live duplicates of an older process's attempt, by the last listing
         self._job_children: dict[int, tuple[subprocess.Popen[bytes], JobWorker]] = {}
+        self._worker_children: dict[int, tuple[subprocess.Popen[bytes], PoolWorker]] = {}
+        self._worker_extras: list[PoolWorker] = []  # live duplicates of an older worker's index, by the last listing
 
     def launch(self, ref: AttemptRef) -> WorkerHandle:
         log_path = self._volume.local_path(self._layout.log(ref.trial, ref.attempt))
@@ -223,13 +273,11 @@ class LocalBackend(Backend):
 
     def list_live(self) -> dict[AttemptRef, WorkerHandle]:
         self._reap_children()
-        if not self._looked_around:
-            self._adopt_by_environment()
-            self._looked_around = True
+        self._look_around_once()
         # Our own children live until reaped (a cheap waitpid above); the others are checked one by one.
         found: dict[str, WorkerHandle] = {handle.id: handle for _proc, handle in self._children.values()}
         for worker_id, worker in self._record.workers().items():
-            if worker_id in found:
+            if worker_id in found or worker.ref is None:  # a warm worker's record: list_workers' to read
                 continue
             if _runs(worker.pid, worker_id):
                 found[worker_id] = _handle(worker.ref, worker.pid, worker.create_time)
@@ -248,14 +296,25 @@ class LocalBackend(Backend):
         self._kill_overdue()
         return live
 
+    def _look_around_once(self) -> None:
+        if not self._looked_around:
+            self._adopt_by_environment()
+            self._looked_around = True
+
     def _adopt_by_environment(self) -> None:
         """Record the study's workers that only their environment names (started without a record).
 
-        Done once per backend, at its first listing: it reads every process on
-        the host. Only session leaders count: a process an objective started
-        carries the same environment but stays in its worker's session.
+        Done once per backend, at its first listing (of attempts or of warm
+        workers): it reads every process on the host. Only session leaders
+        count: a process an objective started carries the same environment but
+        stays in its worker's session. A process with ``HPO_WORKER`` is a warm
+        worker, never an attempt's, and not one when a warm worker of the same
+        index is among its ancestors; an attempt process whose ancestor is a
+        warm worker is that worker's (if it ever ran in a session of its own), not ours.
         """
         known = self._record.workers()
+        warm: dict[int, tuple[int, float]] = {}  # pid -> (index, start) of the warm workers found by environment
+        attempts: dict[str, Recorded] = {}
         for proc in psutil.process_iter(["pid", "create_time", "status"]):
             try:
                 if proc.info["status"] == psutil.STATUS_ZOMBIE or not _leads_session(proc.info["pid"]):
@@ -265,13 +324,26 @@ class LocalBackend(Backend):
                 continue
             if env.get("HPO_STUDY") != self._study or env.get("HPO_VOLUME") != self._root:
                 continue
+            worker_id = _handle_id(proc.info["pid"], proc.info["create_time"])
+            if WORKER_INDEX_ENV in env:
+                index = _index_of(env[WORKER_INDEX_ENV])
+                if index is not None:
+                    warm[proc.info["pid"]] = (index, proc.info["create_time"])
+                continue
             try:
                 ref = AttemptRef(int(env["HPO_TRIAL"]), int(env["HPO_ATTEMPT"]))
             except (KeyError, ValueError):
                 continue
-            worker_id = _handle_id(proc.info["pid"], proc.info["create_time"])
             if worker_id not in known:
-                self._record.add(worker_id, Recorded(ref, proc.info["pid"], proc.info["create_time"]))
+                attempts[worker_id] = Recorded(ref, proc.info["pid"], proc.info["create_time"])
+        for worker_id, recorded in attempts.items():
+            if not _has_warm_ancestor(recorded.pid, None, warm):  # else a warm worker's attempt, not ours to list
+                self._record.add(worker_id, recorded)
+        for pid, (index, create_time) in warm.items():
+            worker_id = _handle_id(pid, create_time)
+            if worker_id in known or _has_warm_ancestor(pid, index, warm):
+                continue
+            self._record.add(worker_id, Recorded(None, pid, create_time, index))
 
     def extras(self) -> list[WorkerHandle]:
         """Live processes of the last listing whose attempt an older process runs (strays to terminate)."""
@@ -300,6 +372,11 @@ class LocalBackend(Backend):
                 del self._children[pid]
                 self._kill_at.pop(pid, None)
                 self._record.remove(handle.id)
+        for pid, (proc, worker) in list(self._worker_children.items()):
+            if proc.poll() is not None:
+                del self._worker_children[pid]
+                self._kill_at.pop(pid, None)
+                self._record.remove(worker.id)
 
     def _kill_overdue(self) -> None:
         now = self._clock()
@@ -308,6 +385,82 @@ class LocalBackend(Backend):
                 continue
             _signal_group(pid, signal.SIGKILL)
             del self._kill_at[pid]
+
+    # -- warm workers ---------------------------------------------------------------------
+
+    @property
+    def supports_workers(self) -> bool:
+        return True
+
+    def launch_worker(self, index: int, env: Mapping[str, str]) -> PoolWorker:
+        """A process ``python -m hpo.agent`` as warm worker ``index``, in its own session; returns at once."""
+        full_env = pool_worker_env(self._study, index, self._root, env)
+        log_path = self._volume.local_path(worker_output_key(self._study, index))
+        if log_path is None:
+            log_path = self._log_dir / "workers" / f"w{index}.output.txt"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_file:
+            try:
+                proc = subprocess.Popen(
+                    [self._python, "-m", "hpo.agent"],
+                    env=full_env,
+                    cwd=log_path.parent,  # not the project folder: the agent imports the code snapshot
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # survives the controller; killed as a group
+                )
+            except OSError as exc:
+                raise BackendError(f"cannot start {self._python} for worker {index}: {exc.strerror}") from exc
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = 0.0
+        worker = _pool_worker(index, proc.pid, create_time)
+        self._worker_children[proc.pid] = (proc, worker)
+        if create_time:  # else it is gone already: nothing to adopt
+            self._record.add(worker.id, Recorded(None, proc.pid, create_time, index))
+        self._volume.write_json(
+            worker_launch_key(self._study, index),
+            {"backend": self.name, "pid": proc.pid, "create_time": create_time, "host": socket.gethostname()},
+        )
+        return worker
+
+    def list_workers(self) -> dict[int, PoolWorker]:
+        """The study's live warm workers on this machine by index: those recorded (ours, a previous controller's)."""
+        self._reap_children()
+        self._look_around_once()
+        found: dict[str, PoolWorker] = {worker.id: worker for _proc, worker in self._worker_children.values()}
+        for worker_id, recorded in self._record.workers().items():
+            if worker_id in found or recorded.worker is None:  # an attempt's record: list_live's to read
+                continue
+            if _runs(recorded.pid, worker_id):
+                found[worker_id] = _pool_worker(recorded.worker, recorded.pid, recorded.create_time)
+            else:
+                self._record.remove(worker_id)
+        by_index: dict[int, list[PoolWorker]] = {}
+        for worker in found.values():
+            by_index.setdefault(worker.index, []).append(worker)
+        live: dict[int, PoolWorker] = {}
+        extras: list[PoolWorker] = []
+        for index, same in by_index.items():
+            live[index], *others = sorted(same, key=lambda worker: _id_age(worker.id))
+            extras.extend(others)
+        self._worker_extras = extras
+        self._kill_overdue()
+        return live
+
+    def worker_extras(self) -> list[PoolWorker]:
+        """Live warm workers of the last :meth:`list_workers` whose index an older process holds."""
+        return list(self._worker_extras)
+
+    def terminate_worker(self, worker: PoolWorker) -> None:
+        """SIGTERM to the worker's process group, SIGKILL after ``kill_grace`` (at a later listing); silent if gone."""
+        pid = int(worker.detail.get("pid") or worker.id.split("@")[0])
+        if pid in self._kill_at or not _runs(pid, worker.id):
+            return  # already signalled (SIGKILL follows after the grace), or gone
+        if _signal_group(pid, signal.SIGTERM):
+            self._kill_at.setdefault(pid, self._clock() + self._kill_grace)
 
     # -- one-off jobs ---------------------------------------------------------------------
 
@@ -370,4 +523,20 @@ class LocalBackend(Backend):
             self._kill_at.setdefault(pid, self._clock() + self._kill_grace)
 
     def close(self) -> None:
+        """Reap what ended, and wait for the warm workers this backend told to stop (SIGKILL after the grace).
+
+        A run that retired its workers then leaves no process of the study
+        behind when it returns. Workers still running an attempt are not
+        waited for: the next controller adopts them.
+        """
+        deadline = time.monotonic() + self._kill_grace  # real seconds: this wait blocks the caller
+        for pid, (proc, _worker) in list(self._worker_children.items()):
+            if pid not in self._kill_at:
+                continue
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(pid, signal.SIGKILL)
+                proc.wait()
+            self._kill_at.pop(pid, None)
         self._reap_children()

@@ -19,9 +19,11 @@ def build(config: StudyConfig, volume: Volume, *, cache_dir: Path | None = None)
 
 
 def describe_worker(launch: LaunchRecord, handle: WorkerHandle | None, *, listed: bool) -> str | None:
-    """``pid 4242``: the process recorded at launch, else the one listed."""
+    """``pid 4242``: the process recorded at launch, else the one listed (a warm worker's, with its index)."""
     pid = launch.pid if launch.pid is not None else (handle.detail.get("pid") if handle is not None else None)
-    return None if pid is None else f"pid {pid}"
+    if pid is None:
+        return None
+    return f"pid {pid}" if launch.worker is None else f"pid {pid} (warm worker w{launch.worker})"
 
 
 PLUGIN = BackendPlugin(

@@ -6,8 +6,10 @@ host: that cost grew with whatever else ran on the machine, and it took the
 processes an objective starts itself (which inherit the trial's environment)
 for workers. The record lives in this machine's cache, next to the journal's,
 so a controller started after a killed one adopts the workers it left; each
-file is named by the worker's ``pid@start`` id and holds its attempt. A file
-whose process is gone is removed by the first backend that notices.
+file is named by the worker's ``pid@start`` id and holds its attempt, or, for
+a warm worker (which runs attempt after attempt), its index in the study
+(``worker``): an older version, which knows only attempts, skips such a file.
+A file whose process is gone is removed by the first backend that notices.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from hpo.workers import AttemptRef
 
 
 class Recorded(NamedTuple):
-    """A worker as its start was recorded: its attempt, its pid and the process's start time."""
+    """A worker as its start was recorded: its attempt, its pid and the process's start time.
 
-    ref: AttemptRef
+    A warm worker has no attempt (``ref`` None) but its index in the study (``worker``).
+    """
+
+    ref: AttemptRef | None
     pid: int
     create_time: float
+    worker: int | None = None
 
 
 class WorkerRecord:
@@ -45,7 +51,11 @@ class WorkerRecord:
         self._folder.mkdir(parents=True, exist_ok=True)
         final = self._folder / f"{worker_id}.json"
         partial = self._folder / f".{worker_id}.{os.getpid()}.tmp"
-        body = {"trial": worker.ref.trial, "attempt": worker.ref.attempt, "pid": worker.pid, "create_time": worker.create_time}
+        body: dict[str, int | float] = {"pid": worker.pid, "create_time": worker.create_time}
+        if worker.ref is not None:
+            body.update(trial=worker.ref.trial, attempt=worker.ref.attempt)
+        if worker.worker is not None:
+            body["worker"] = worker.worker
         partial.write_text(json.dumps(body))
         os.replace(partial, final)
         self._known[worker_id] = worker
@@ -75,6 +85,12 @@ class WorkerRecord:
     def _read(self, worker_id: str) -> Recorded | None:
         try:
             raw = json.loads((self._folder / f"{worker_id}.json").read_text())
-            return Recorded(AttemptRef(int(raw["trial"]), int(raw["attempt"])), int(raw["pid"]), float(raw["create_time"]))
-        except (OSError, ValueError, TypeError, KeyError):
+            pid, create_time = int(raw["pid"]), float(raw["create_time"])
+            if "worker" in raw:  # a warm worker: its index, no attempt
+                index = raw["worker"]
+                if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                    return None
+                return Recorded(None, pid, create_time, index)
+            return Recorded(AttemptRef(int(raw["trial"]), int(raw["attempt"])), pid, create_time)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None

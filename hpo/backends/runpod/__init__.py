@@ -3,7 +3,7 @@
 Offers the client of RunPod's API (:class:`RunPodApi`, the only code that
 reads RunPod's JSON, and its types :class:`Pod`, :class:`PodRequest`,
 :class:`GpuPrice`), :class:`RunPodBackend` (launch, list, terminate pods named
-by :func:`pod_name`; one-off jobs' pods by :func:`job_pod_name`), its keys in studies.yaml (:class:`RunPodCompute`,
+by :func:`pod_name`; one-off jobs' pods by :func:`job_pod_name`, warm workers' by :func:`worker_pod_name`), its keys in studies.yaml (:class:`RunPodCompute`,
 :class:`RunPodVolume`), what the agent does inside a pod (:func:`end_pod`,
 :func:`terminate_self`), and ``PLUGIN``, what the registry knows of it.
 """
@@ -24,9 +24,12 @@ from hpo.backends.runpod._backend import (
     job_pod_name,
     parse_job_pod_name,
     parse_pod_name,
+    parse_worker_pod_name,
     pod_env,
     pod_name,
     spot_deadline_seconds,
+    worker_pod_env,
+    worker_pod_name,
 )
 from hpo.backends.runpod._config import RunPodCompute, RunPodVolume
 from hpo.backends.runpod._in_pod import GRAPHQL_WAY, REST_WAY, end_pod, in_pod, terminate_self
@@ -52,7 +55,10 @@ __all__ = [
     "parse_job_pod_name",
     "parse_pod_name",
     "pod_env",
+    "parse_worker_pod_name",
     "pod_name",
     "spot_deadline_seconds",
     "terminate_self",
+    "worker_pod_env",
+    "worker_pod_name",
 ]

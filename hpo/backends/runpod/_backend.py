@@ -60,6 +60,20 @@ is on-demand (a preempted job would start over), of the study's image, GPU
 types (or those ``hpo job --gpu`` names), data center and volume; its
 environment is :func:`hpo.jobs.job_env`, and it terminates itself when the
 command exits, as a trial's pod does.
+
+Warm workers (:mod:`hpo.pool`: a worker runs attempt after attempt) are pods
+named ``hpo-<study>-w<k>`` (:func:`worker_pod_name`), created exactly as an
+attempt's pod is (GPU types in order, spot then on-demand as ``compute.spot``
+says, the bid, the volume's data center, the registry credential) with
+:func:`pod_env` less the attempt, plus ``HPO_WORKER=<k>`` and the pool's
+settings; the launch is recorded in ``hpo/<study>/workers/w<k>/launch.json``
+(the pod id, its price and bid: what reconciles its bill after a controller
+crash). A spot worker's ``terminateAfter`` is :data:`SPOT_DEADLINE_MAX_S`
+(it runs many trials; it ends itself when idle with no controller alive, and
+RunPod's deadline is only the last resort). :meth:`RunPodBackend.list_live`
+never reads a worker pod and :meth:`RunPodBackend.list_workers` never an
+attempt's or a job's; both read one shared listing (:meth:`_listing`), so a
+poll that calls both makes one ``GET /v2/pods``.
 """
 
 from __future__ import annotations
@@ -67,11 +81,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from hpo.backends._base import Backend, LaunchRate
+from hpo.backends._base import Backend, LaunchRate, warm_worker_env
 from hpo.backends.runpod._api import (
     CandidateRefusedError,
     GraphQLGoneError,
@@ -96,7 +112,7 @@ from hpo.errors import (
 from hpo.jobs import JobRequest, JobWorker, is_job_id, job_env
 from hpo.layout import StudyLayout
 from hpo.volume import Volume
-from hpo.workers import AttemptRef, Billing, WorkerHandle
+from hpo.workers import AttemptRef, Billing, PoolWorker, WorkerHandle
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +179,40 @@ def pod_env(study: str, ref: AttemptRef, mount_path: str) -> dict[str, str]:
     return {"HPO_STUDY": study, "HPO_TRIAL": str(ref.trial), "HPO_ATTEMPT": str(ref.attempt), "HPO_VOLUME": mount_path}
 
 
+def worker_pod_name(study: str, index: int) -> str:
+    """The name of warm worker ``index``'s pod: ``hpo-<study>-w<index>``."""
+    return f"hpo-{study}-w{index}"
+
+
+def parse_worker_pod_name(study: str, name: str) -> int | None:
+    """The warm worker index of a pod of ``study``, or None for any other pod (an attempt's, a job's, another study's)."""
+    match = re.fullmatch(rf"hpo-{re.escape(study)}-w(\d{{1,7}})", name)
+    return int(match.group(1)) if match else None
+
+
+def worker_pod_env(study: str, index: int, mount_path: str, env: Mapping[str, str]) -> dict[str, str]:
+    """A warm worker pod's environment: :func:`pod_env` without the attempt, ``HPO_WORKER``, then ``env``; no secret."""
+    return warm_worker_env(pod_env(study, AttemptRef(0, 0), mount_path), index, env)
+
+
+def worker_launch_key(study: str, index: int) -> str:
+    """Warm worker ``index``'s launch record on the volume: ``hpo/<study>/workers/w<index>/launch.json``."""
+    return f"{StudyLayout(study).root}/workers/w{index}/launch.json"
+
+
+LISTING_REUSE_S = 2.0
+"""Seconds one ``GET /v2/pods`` may serve the other of list_live/list_workers (one poll calls both at once)."""
+
+
+@dataclass
+class _Listing:
+    """One ``GET /v2/pods``: when it was made (the backend's clock), its pods, and which readers have used it."""
+
+    at: float
+    pods: list[Pod]
+    used: set[str] = field(default_factory=set)
+
+
 class RunPodBackend(Backend):
     """Attempts as RunPod pods.
 
@@ -175,7 +225,9 @@ class RunPodBackend(Backend):
         clock: Wall-clock seconds (for uptimes, and to carry RunPod's clock on between listings), injectable.
         cache_dir: Where RunPod's prices are cached (None: not cached).
         spot_deadline_s: Seconds after its creation RunPod ends a spot pod (``terminateAfter``; see
-            :func:`spot_deadline_seconds`); None sends no deadline.
+            :func:`spot_deadline_seconds`); None sends no deadline (to warm workers' pods either).
+        listing_reuse_s: How long (on ``clock``) one ``GET /v2/pods`` made by :meth:`list_live` may serve
+            :meth:`list_workers`, or the other way round, once each (see :meth:`_listing`).
     """
 
     name = "runpod"
@@ -191,6 +243,7 @@ class RunPodBackend(Backend):
         clock: Callable[[], float] = time.time,
         cache_dir: Path | None = None,
         spot_deadline_s: float | None = None,
+        listing_reuse_s: float = LISTING_REUSE_S,
     ) -> None:
         self._study = study
         self._compute = compute
@@ -212,6 +265,11 @@ class RunPodBackend(Backend):
         self._bids: dict[str, float] = {}  # bid per GPU-hour by pod id, of the pods this backend created
         self._registry_id: str | None = None  # compute.registry_auth resolved to an id (once)
         self._graphql_gone: str | None = None  # why spot cannot be had any more (GraphQL retired)
+        self._listing_reuse_s = listing_reuse_s
+        self._last_listing: _Listing | None = None  # the last GET /v2/pods, shared by list_live and list_workers
+        self._worker_extras: list[PoolWorker] = []  # live worker pods duplicating an older one's index
+        self._dead_workers: dict[str, PoolWorker] = {}  # exited worker pods seen by the last list_workers
+        self._spots: dict[str, bool] = {}  # spot or not by pod id, of the worker pods this backend created
 
     @property
     def data_centers(self) -> tuple[str, ...]:
@@ -264,7 +322,20 @@ class RunPodBackend(Backend):
             )
 
     def launch(self, ref: AttemptRef) -> WorkerHandle:
-        name = pod_name(self._study, ref)
+        env = pod_env(self._study, ref, self._volume_config.mount_path)
+        pod, spot, bid = self._place(pod_name(self._study, ref), env, self._spot_deadline_s)
+        handle = self._handle(ref, pod, spot=spot, bid=bid)
+        self._record_launch(self._layout.launch(ref.trial, ref.attempt), pod, spot, bid)
+        self._just_created(pod)
+        return handle
+
+    def _place(self, name: str, env: Mapping[str, str], deadline_s: float | None) -> tuple[Pod, bool, float | None]:
+        """Create pod ``name`` on the first candidate that takes it; returns it, whether spot, and the bid.
+
+        Candidates are the study's GPU types in order, spot first then
+        on-demand as ``compute.spot`` says; see the module's docstring for what
+        each refusal does. ``deadline_s``: a spot pod's ``terminateAfter``.
+        """
         registry_id = self.registry_auth_id()
         failed: list[str] = []
         tried = False
@@ -278,7 +349,7 @@ class RunPodBackend(Backend):
                     continue
                 tried = True
                 try:
-                    pod, bid = self._create(name, ref, gpu_type, spot, registry_id)
+                    pod, bid = self._create(name, env, gpu_type, spot, registry_id, deadline_s)
                 except LaunchUnknownError:
                     # The pod of this type may exist: another type's create could make a second one.
                     raise
@@ -310,9 +381,7 @@ class RunPodBackend(Backend):
                         f"{exc.detail or exc}",
                         method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
                     ) from None
-                handle = self._handle(ref, pod, spot=spot, bid=bid)
-                self._record_launch(ref, pod, spot, bid)
-                return handle
+                return pod, spot, bid
         if not failed:
             if not tried:
                 raise BackendError(f"study {self._study!r}: no GPU type in compute.gpu_types is usable (all denied)")
@@ -320,14 +389,20 @@ class RunPodBackend(Backend):
         raise CapacityError(f"no pod could be created: {'; '.join(failed)}")
 
     def _create(
-        self, name: str, ref: AttemptRef, gpu_type: str, spot: bool, registry_id: str | None
+        self,
+        name: str,
+        env: Mapping[str, str],
+        gpu_type: str,
+        spot: bool,
+        registry_id: str | None,
+        deadline_s: float | None,
     ) -> tuple[Pod, float | None]:
         """Create one candidate's pod; returns it and the bid per GPU-hour (None on-demand)."""
         data_centers = self.data_centers
         terminate_after = None
-        if spot and self._spot_deadline_s is not None:
+        if spot and deadline_s is not None:
             now = self.provider_now() or self._clock()  # RunPod's clock: the deadline is on it
-            terminate_after = datetime.fromtimestamp(now, UTC) + timedelta(seconds=self._spot_deadline_s)
+            terminate_after = datetime.fromtimestamp(now, UTC) + timedelta(seconds=deadline_s)
         request = PodRequest(
             name=name,
             image=self._compute.image,
@@ -338,7 +413,7 @@ class RunPodBackend(Backend):
             container_disk_gb=self._compute.container_disk_gb,
             volume_id=self._volume_config.id,
             mount_path=self._volume_config.mount_path,
-            env=pod_env(self._study, ref, self._volume_config.mount_path),
+            env=dict(env),
             ports=tuple(self._compute.ports),
             registry_auth_id=registry_id,
             terminate_after=terminate_after,
@@ -376,9 +451,9 @@ class RunPodBackend(Backend):
             )
         return min(cap, market)
 
-    def _record_launch(self, ref: AttemptRef, pod: Pod, spot: bool, bid: float | None = None) -> None:
+    def _record_launch(self, key: str, pod: Pod, spot: bool, bid: float | None = None) -> None:
         self._volume.write_json(
-            self._layout.launch(ref.trial, ref.attempt),
+            key,
             {
                 "backend": self.name,
                 "pod_id": pod.id,
@@ -392,6 +467,11 @@ class RunPodBackend(Backend):
         )
 
     def _handle(self, ref: AttemptRef, pod: Pod, spot: bool | None, bid: float | None = None) -> WorkerHandle:
+        status, detail = self._status_detail(pod, spot, bid)
+        return WorkerHandle(ref, pod.id, status, detail, self._billing(pod, spot))
+
+    def _status_detail(self, pod: Pod, spot: bool | None, bid: float | None) -> tuple[str, dict[str, Any]]:
+        """Our word for the pod's state, and what ``hpo status`` shows of it."""
         uptime = None
         if pod.started_at is not None:
             uptime = max(0.0, self._clock() - pod.started_at.astimezone(UTC).timestamp())
@@ -409,7 +489,7 @@ class RunPodBackend(Backend):
         if bid is not None:
             self._bids[pod.id] = bid
             detail["bid_per_gpu"] = bid
-        return WorkerHandle(ref, pod.id, status, detail, self._billing(pod, spot))
+        return status, detail
 
     def _billing(self, pod: Pod, spot: bool | None) -> Billing:
         """What the pod bills: its own ``cost`` where it states one, else the price list's figure."""
@@ -464,9 +544,34 @@ class RunPodBackend(Backend):
 
     # -- polling and stopping -----------------------------------------------------------
 
-    def list_live(self) -> dict[AttemptRef, WorkerHandle]:
+    def _listing(self, reader: str) -> list[Pod]:
+        """The study's pods for ``reader`` (``live``, ``workers``): one ``GET /v2/pods`` serves both readers once each.
+
+        RunPod is polled once per cycle: a poll that calls :meth:`list_live`
+        and :meth:`list_workers` (in either order) makes one request, the
+        second reader taking the listing the first made, provided it is not
+        older than ``listing_reuse_s`` on the backend's clock. A reader that
+        already had that listing (its next poll) gets a fresh one, so one
+        reader alone lists afresh every time, as before. Pods this backend
+        created or terminated since are applied to the kept listing, so the
+        second reader sees its own launches and terminations.
+        """
+        now = self._clock()
+        last = self._last_listing
+        if last is not None and reader not in last.used and 0.0 <= now - last.at <= self._listing_reuse_s:
+            last.used.add(reader)
+            return list(last.pods)
         pods = self._api.list_pods()
-        self._read_provider_clock(pods, self._clock())
+        self._read_provider_clock(pods, now)
+        self._last_listing = _Listing(now, list(pods), {reader})
+        return pods
+
+    def _just_created(self, pod: Pod) -> None:
+        if self._last_listing is not None:
+            self._last_listing.pods.append(pod)
+
+    def list_live(self) -> dict[AttemptRef, WorkerHandle]:
+        pods = self._listing("live")
         by_ref: dict[AttemptRef, list[Pod]] = {}
         self._dead = {}
         for pod in pods:
@@ -519,14 +624,21 @@ class RunPodBackend(Backend):
         return now
 
     def reap_dead(self) -> list[WorkerHandle]:
-        # Exited (a preemption stops a spot pod) or broken: it will not run its
-        # attempt again, and a stopped pod still costs its disk.
+        """Terminate the exited pods of the last listings: attempts' (returned) and warm workers' (not returned).
+
+        Exited (a preemption stops a spot pod) or broken: it will not run its
+        attempt again, and a stopped pod still costs its disk.
+        """
         reaped = []
         for pod_id, handle in self._dead.items():
             log.info("terminating %s pod %s of %s", handle.detail.get("pod_status"), pod_id, handle.ref)
             if self._terminate_id(pod_id):
                 reaped.append(handle)
         self._dead = {}
+        for pod_id, worker in self._dead_workers.items():
+            log.info("terminating %s pod %s of worker %d", worker.detail.get("pod_status"), pod_id, worker.index)
+            self._terminate_id(pod_id)
+        self._dead_workers = {}
         return reaped
 
     def terminate(self, handle: WorkerHandle) -> None:
@@ -539,7 +651,66 @@ class RunPodBackend(Backend):
             log.warning("could not terminate pod %s yet: %s", pod_id, exc)
             return False
         self._terminated.add(pod_id)
+        if self._last_listing is not None:  # gone from RunPod's listing now: so from the one kept
+            self._last_listing.pods = [pod for pod in self._last_listing.pods if pod.id != pod_id]
         return True
+
+    # -- warm workers ---------------------------------------------------------------------
+
+    @property
+    def supports_workers(self) -> bool:
+        return True
+
+    def launch_worker(self, index: int, env: Mapping[str, str]) -> PoolWorker:
+        """Create pod ``hpo-<study>-w<index>`` as an attempt's pod is created; returns once RunPod accepted it.
+
+        Raises what :meth:`launch` raises (:class:`CapacityError` when no
+        candidate has room, :class:`LaunchUnknownError` when a create may have
+        made the pod, ...).
+        """
+        full_env = worker_pod_env(self._study, index, self._volume_config.mount_path, env)
+        deadline = SPOT_DEADLINE_MAX_S if self._spot_deadline_s is not None else None
+        pod, spot, bid = self._place(worker_pod_name(self._study, index), full_env, deadline)
+        self._spots[pod.id] = spot
+        worker = self._pool_worker(index, pod, spot=spot, bid=bid)
+        self._record_launch(worker_launch_key(self._study, index), pod, spot, bid)
+        self._just_created(pod)
+        return worker
+
+    def list_workers(self) -> dict[int, PoolWorker]:
+        """The study's live worker pods by index, from the poll's one listing (shared with :meth:`list_live`)."""
+        by_index: dict[int, list[Pod]] = {}
+        self._dead_workers = {}
+        for pod in self._listing("workers"):
+            index = parse_worker_pod_name(self._study, pod.name)
+            if index is None:
+                continue
+            if pod.status in _LIVE:
+                by_index.setdefault(index, []).append(pod)
+            elif pod.id not in self._terminated:
+                self._dead_workers[pod.id] = self._pool_worker(index, pod, spot=None)
+        live: dict[int, PoolWorker] = {}
+        extras: list[PoolWorker] = []
+        for index, same in by_index.items():
+            oldest, *others = sorted(same, key=by_age)
+            live[index] = self._pool_worker(index, oldest, spot=None)
+            for pod in others:
+                log.warning("study %s: pod %s duplicates worker %d (pod %s)", self._study, pod.id, index, oldest.id)
+                extras.append(self._pool_worker(index, pod, spot=None))
+        self._worker_extras = extras
+        return live
+
+    def worker_extras(self) -> list[PoolWorker]:
+        """Live worker pods of the last :meth:`list_workers` whose index an older pod holds."""
+        return list(self._worker_extras)
+
+    def terminate_worker(self, worker: PoolWorker) -> None:
+        self._terminate_id(worker.id)
+
+    def _pool_worker(self, index: int, pod: Pod, spot: bool | None, bid: float | None = None) -> PoolWorker:
+        spot = spot if spot is not None else self._spots.get(pod.id)
+        status, detail = self._status_detail(pod, spot, bid)
+        return PoolWorker(index, pod.id, status, detail, self._billing(pod, spot))
 
     # -- one-off jobs ---------------------------------------------------------------------
 

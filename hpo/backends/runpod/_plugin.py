@@ -44,10 +44,13 @@ def describe_worker(launch: LaunchRecord, handle: WorkerHandle | None, *, listed
     a listing is ``gone``.
     """
     detail = handle.detail if handle is not None else {}
-    pod_id = handle.id if handle is not None else launch.pod_id
+    # A warm worker's attempt handle is named per attempt (``<pod>/<assignment>``): the pod id is in its detail.
+    pod_id = detail.get("pod_id") or (handle.id if handle is not None else launch.pod_id)
     if pod_id is None:
         return None
     parts = [f"pod {pod_id}"]
+    if launch.worker is not None:
+        parts.append(f"(warm worker w{launch.worker})")
     gpu = detail.get("gpu_type") or launch.gpu_type
     if gpu:
         parts.append(str(gpu))
