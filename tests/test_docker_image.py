@@ -149,7 +149,8 @@ def test_cmd_starts_the_agent_and_there_is_no_entrypoint(instructions: list[Inst
     assert not [i for i in instructions if i.keyword == "ENTRYPOINT"]
     cmds = [i for i in instructions if i.keyword == "CMD"]
     assert len(cmds) == 1 and instructions[-1] == cmds[0]
-    assert json.loads(cmds[0].args) == ["python", "-m", "hpo.agent"]  # exec form: the agent is PID 1 and gets SIGTERM
+    # Exec form, under tini as PID 1: SIGTERM reaches the agent, and orphans of a warm worker's attempts are reaped.
+    assert json.loads(cmds[0].args) == ["tini", "--", "python", "-m", "hpo.agent"]
 
 
 def test_the_working_directory_is_not_the_volume(instructions: list[Instruction]) -> None:

@@ -20,9 +20,17 @@ from PIL import Image
 from studyfiles import REPO, hpo_in_process, make_workspace, study_config, study_volume
 
 from hpo.controller import build_controller
-from hpo.cost import PRICES_ATTR, fallback_book
+from hpo.cost import PRICES_ATTR, WorkerOverhead, fallback_book, save_overhead
 from hpo.journal import open_storage
-from hpo.report import build_report, dominated_by, pareto_front, pruning_savings, write_report
+from hpo.report import (
+    build_report,
+    dominated_by,
+    pareto_front,
+    pruning_savings,
+    report_json,
+    summary_lines,
+    write_report,
+)
 
 # ---------------------------------------------------------------------- the front
 
@@ -141,6 +149,22 @@ def test_the_report_says_when_the_budget_guard_priced_launches_from_the_shipped_
     assert "price table shipped with runpod-hpo as of 2026-02" in note and "RunPod unreachable" in note
     paths = write_report(report, tmp_path / "out")
     assert "shipped with runpod-hpo" in paths["html"].read_text()
+
+
+def test_warm_workers_overhead_counts_in_the_spend_on_no_trial(tmp_path: Path) -> None:
+    config = study_config(make_workspace(tmp_path / "ws", max_step=4), "steady")
+    study = _hand_made_study()
+    storage = study._storage
+    save_overhead(storage, study._study_id, WorkerOverhead("pod-a", 0, 0.25, 600.0, billed=True))
+    save_overhead(storage, study._study_id, WorkerOverhead("pod-b", 1, 0.05, 120.0, billed=False))
+    storage.set_study_system_attr(study._study_id, "hpo:overhead:pod-c", {"usd": "lots"})  # a bad record: skipped
+    report = build_report(config, study, storage, now=0.0)
+    assert report.overhead.usd == pytest.approx(0.30) and report.overhead.workers == 2
+    assert report.savings.spent_usd == pytest.approx(0.40 + 0.10 + 0.80 + 0.90 + 0.05 + 0.30)
+    assert list(report.front["trial"]) == [1, 0, 2]  # no trial's cost moved: the overhead is the study's
+    [spent] = [line for line in summary_lines(report) if line.startswith("spent:")]
+    assert "warm workers' overhead (provisioning, image pull, idle) $0.3000, 720 worker-seconds over 2" in spent
+    assert report_json(report, {})["overhead"] == {"usd": pytest.approx(0.30), "seconds": 720.0, "workers": 2}
 
 
 def test_savings_skip_trials_pruned_with_nothing_run() -> None:

@@ -11,8 +11,10 @@ import pytest
 from optuna.trial import TrialState
 from studyfiles import hpo_in_process, make_workspace, study_config, study_volume
 
+from hpo.cli._status import _spend_lines
+from hpo.cost import Overhead
 from hpo.journal import open_storage
-from hpo.status import BEST_SHOWN, FAILED_SHOWN, TrialRow, rows_by_priority
+from hpo.status import BEST_SHOWN, FAILED_SHOWN, TrialRow, rows_by_priority, spend_summary
 from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_QUEUED
 
 TRIALS = 300
@@ -153,3 +155,21 @@ def test_rows_by_priority_takes_running_then_best_then_latest_failed_then_the_mo
     assert sorted(numbers) == sorted(r.number for r in rows)  # each trial once
     best_of_max = rows_by_priority(rows, "maximize")[0]
     assert [r.number for r in best_of_max[2 : 2 + BEST_SHOWN]] == [9, 8, 7]
+
+
+def test_the_spend_counts_warm_workers_overhead_and_says_so(tmp_path: Path) -> None:
+    config = study_config(make_workspace(tmp_path / "ws"), "steady")
+    rows = [
+        TrialRow(
+            number=0, state="complete", last_step=6, last_value=0.5, value=0.5, attempts=1, preemptions=0,
+            params={}, worker=None, error=None, best_value=0.5, cost_usd=0.2, gpu_seconds=600.0,
+        )
+    ]
+    spend = spend_summary(rows, config, Overhead(usd=0.05, seconds=180.0, workers=2))
+    assert spend.usd == pytest.approx(0.25) and spend.overhead_usd == 0.05
+    [line] = [text for text in _spend_lines(spend, config) if text.startswith("spent:")]
+    assert line == (
+        "spent: $0.2500, 0.1667 GPU-hours; of it, warm workers' overhead (provisioning, image pull, idle) "
+        "$0.0500, 180 worker-seconds"
+    )
+    assert not [text for text in _spend_lines(spend_summary(rows, config), config) if "overhead" in text]

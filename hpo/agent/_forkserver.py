@@ -36,6 +36,7 @@ then SIGKILL after the grace, so no attempt outlives its worker.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import logging
@@ -231,6 +232,10 @@ def cuda_initialised() -> bool:
 
 def attempt_child(order: ChildOrder) -> None:
     """A forked child's whole life: own process group, the attempt's environment and log, the attempt, its exit code."""
+    server = os.getppid()
+    _term_when_parent_dies()
+    if os.getppid() != server:  # the fork server died before the kernel was told: it will never say so
+        os._exit(EXIT_PREEMPTED)
     os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server ignores SIGTERM; the attempt installs its own
     for name in order.unset:
@@ -277,6 +282,26 @@ def _fail_cuda(order: ChildOrder, address: AttemptAddress, volume: Volume) -> in
         return EXIT_DONE  # it ended before (never end an attempt twice)
     volume.append_bytes(key, encode_event(ErrorEvent(message=one_line(str(error), 1000))))
     return EXIT_ERROR
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _term_when_parent_dies() -> None:
+    """Ask Linux for SIGTERM when the fork server dies (``PR_SET_PDEATHSIG``); elsewhere only the watch thread acts.
+
+    The attempt leaves its worker's process group, so a container's or a
+    backend's group kill misses it; the fork server is in that group. The
+    kernel's word arrives even while the attempt's main thread is deep in C
+    code, before the watch thread (below) has started.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl to call: the watch thread still stops the attempt
+        pass
 
 
 def _watch_worker(grace: float) -> None:

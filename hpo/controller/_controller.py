@@ -190,6 +190,7 @@ class Controller:
             # Warm workers with nothing left to run end now, before the wait and the bill: their bills are whole.
             self.backend.wind_down()
             self.fleet.await_unowned({run.ref for run in self.runs.values()})
+            self.backend.wind_down()  # those that were still stopping a pruned attempt are idle now
             self.costs.settle(self._study, self._running_ids())
         except JournalFencedError:
             # A newer controller drives the study now: touch nothing, not even our own records.
@@ -337,6 +338,14 @@ class Controller:
                 self.costs.last_words(run.ref, events[index + 1 :])  # read already; the verdict came first
                 return
         if may_ask(run, new_reports, self.config.fidelity.max_step) and should_prune(self._study, run):
+            # The worker ran on while the pruner was asked: a verdict it wrote since this poll's read wins
+            # (a warm attempt can finish within one poll), and new reports are asked about afresh.
+            late = run.tail.poll()
+            if any(event.type == "report" or isinstance(event, FinalEvent) for event in late):
+                self._apply_batch(run, late)
+                return
+            for event in late:
+                self.apply_event(run, event)
             assert run.last_step is not None
             self._prune(run, run.last_step)
 

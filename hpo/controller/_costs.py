@@ -224,10 +224,24 @@ class CostKeeper:
         if self._pool is None:
             return
         assert self.study_id is not None
-        for record in self._pool.overhead_records():
+        for record in self._current_overhead().values():
             if self._overhead.get(record.worker) != record:
                 save_overhead(self.storage.optuna, self.study_id, record)
                 self._overhead[record.worker] = record
+
+    def _current_overhead(self) -> dict[str, WorkerOverhead]:
+        """The pool's records as they stand, except that a billed record saved earlier beats an estimate.
+
+        A worker that ended before this run (rebuilt from its log) has no bill
+        read in this run until it settles; its saved record, from the bill,
+        stays what counts.
+        """
+        assert self._pool is not None
+        current = {}
+        for record in self._pool.overhead_records():
+            saved = self._overhead.get(record.worker)
+            current[record.worker] = saved if saved is not None and saved.billed and not record.billed else record
+        return current
 
     def save_on_the_way_out(self, running: Mapping[int, int]) -> None:
         """Interrupted (Ctrl-C) or failed: keep what the meter knows, if the storage still takes it."""
@@ -304,7 +318,7 @@ class CostKeeper:
         """Earlier runs' workers as saved, plus this run's pool as it stands (its estimate until the bill comes)."""
         if self._pool is None:
             return math.fsum(record.usd for record in self._overhead.values())
-        current = {record.worker: record for record in self._pool.overhead_records()}
+        current = self._current_overhead()
         earlier = math.fsum(record.usd for worker, record in self._overhead.items() if worker not in current)
         return earlier + math.fsum(record.usd for record in current.values())
 

@@ -721,11 +721,11 @@ class WarmPool(Backend):
             if isinstance(entry, StartEntry):
                 if not attempt.started:
                     attempt.started = True
-                    attempt.share.start = clamp(entry.t, floor, now_wall)
+                    attempt.share.start = _when(entry.t, floor, now_wall)
                 continue
             assert isinstance(entry, EndEntry)
             start = attempt.share.start
-            attempt.share.end = clamp(entry.t, max(floor, start if start is not None else floor), now_wall)
+            attempt.share.end = _when(entry.t, max(floor, start if start is not None else floor), now_wall)
             if start is None:
                 attempt.share.start = attempt.share.end  # it never said it started: it ran nothing the bill pays for
             self._close(state, now_wall)
@@ -851,6 +851,17 @@ class WarmPool(Backend):
         for ref in [*self._queue, *(pending for pending, _at, _q in self._unconfirmed.values())]:
             live.setdefault(ref, _queued_handle(ref))
         return live
+
+
+def _when(logged: float, floor: float, seen: float) -> float:
+    """When a log entry read between ``floor`` and ``seen`` (provider clock) happened: its own time if it fits.
+
+    A worker's clock may be off the provider's (a rehearsal's fake runs 20x
+    faster than the pods' clocks, a host's clock drifts): a time outside the
+    window it must lie in is replaced by the poll that read it, so a share is
+    right to one poll rather than squeezed to nothing at the window's edge.
+    """
+    return logged if floor <= logged <= seen else max(floor, seen)
 
 
 def _queued_handle(ref: AttemptRef) -> WorkerHandle:
