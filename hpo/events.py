@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, field_validator
 
@@ -212,6 +212,7 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+_T = TypeVar("_T")
 
 #: What one read of an event file gave: its bytes, None (no such file), or the volume's refusal.
 _Read = bytes | VolumeEscapeError | None
@@ -227,10 +228,15 @@ def encode_event(event: BaseEvent) -> bytes:
 
 def parse_event(line: bytes) -> Event:
     """Parse one line; raise ``ValueError`` with a short reason if it is not an event."""
+    return validate_line(_EVENT, line)
+
+
+def validate_line(adapter: TypeAdapter[_T], line: bytes) -> _T:
+    """One JSON line a pod wrote, as ``adapter``'s type; ``ValueError`` with a short reason (where, why) if it is not."""
     if len(line) > MAX_LINE_BYTES:
         raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
     try:
-        return _EVENT.validate_json(line)
+        return adapter.validate_json(line)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -297,33 +303,44 @@ class EventTail:
 
         Call :meth:`warn` afterwards to log what was skipped (``poll`` does).
         """
+        events: list[Event] = []
+        for raw in self.whole_lines(data):
+            try:
+                events.append(parse_event(raw))
+            except ValueError as exc:
+                self._bad(str(exc), counted=True)
+        return events
+
+    def whole_lines(self, data: bytes) -> Iterator[bytes]:
+        """Consume ``data`` (the bytes from ``self.offset`` on): its whole, non-blank lines, to be parsed.
+
+        A torn last line stays unread (the offset stops before it); a line
+        longer than any a worker writes is skipped to its end and counted as
+        bad. Lines are counted as they are handed out (a bad one's number is
+        :attr:`lines_read`), so iterate to the end. A reader of other JSON
+        lines (a warm worker's log) parses them its way.
+        """
         start = 0
         if self._skipping:
             newline = data.find(b"\n")
             if newline < 0:
                 self.offset += len(data)
-                return []
+                return
             self._skipping = False
             self._bad(f"line longer than {MAX_LINE_BYTES} bytes")
             start = newline + 1
         end = data.rfind(b"\n")
-        events: list[Event] = []
         if end >= start:
             for raw in data[start : end + 1].split(b"\n")[:-1]:
                 self.lines_read += 1
-                if not raw.strip():
-                    continue
-                try:
-                    events.append(parse_event(raw))
-                except ValueError as exc:
-                    self._bad(str(exc), counted=True)
+                if raw.strip():
+                    yield raw
             start = end + 1
         if len(data) - start > MAX_LINE_BYTES:
             # A line already longer than any event, still without its newline: drop what we have of it.
             self._skipping = True
             start = len(data)
         self.offset += start
-        return events
 
     def _bad(self, reason: str, *, counted: bool = False) -> None:
         if not counted:

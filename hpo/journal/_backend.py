@@ -152,7 +152,8 @@ log = logging.getLogger(__name__)
 
 #: Logs are parsed for Optuna about this many bytes at a time (never the whole journal at once).
 PARSE_CHUNK = 1 << 20
-#: Objects a cold open fetches at once (the chain is known from the listing's names).
+#: Objects a cold open fetches at once at least (the chain is known from the listing's names); a volume
+#: that reads better wider (S3: its client's connection pool) says so by its ``read_concurrency``.
 FETCH_THREADS = 8
 
 
@@ -411,7 +412,8 @@ class VolumeJournalBackend(BaseJournalBackend):
         """Read the objects that carry the journal on from where it is, fetching the planned ones at once."""
         plan = self._plan(view)
         if len(plan) > 1:
-            with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(plan))) as pool:
+            threads = max(FETCH_THREADS, self._volume.read_concurrency)
+            with ThreadPoolExecutor(max_workers=min(threads, len(plan))) as pool:
                 for planned, data in zip(plan, pool.map(lambda p: self._volume.read_bytes(p.key), plan), strict=True):
                     if view.next_piece(self._state.logs) != planned:
                         break  # a segment was not as long as the names said: go on one by one (check_chain decides)

@@ -15,9 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from pydantic import ValidationError
-
-from hpo.events import MAX_LINE_BYTES, Event, EventTail, one_line
+from hpo.events import Event, EventTail, validate_line
 from hpo.pool._protocol import WORKER_LOG_ENTRY, BootEntry, EndEntry, ExitEntry, StartEntry
 from hpo.volume import Volume
 
@@ -28,14 +26,7 @@ LogEntry = BootEntry | StartEntry | EndEntry | ExitEntry
 
 def parse_entry(line: bytes) -> LogEntry:
     """One worker log line as its entry; ``ValueError`` with a short reason if it is not one."""
-    if len(line) > MAX_LINE_BYTES:
-        raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
-    try:
-        return WORKER_LOG_ENTRY.validate_json(line)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(one_line(f"{where + ': ' if where else ''}{first['msg']}", 200)) from None
+    return validate_line(WORKER_LOG_ENTRY, line)
 
 
 class LogTail(EventTail):
@@ -44,8 +35,7 @@ class LogTail(EventTail):
     :meth:`feed` (which the inherited reading calls with each chunk) keeps the
     entries in :attr:`entries` and returns no events, so every inherited
     method works unchanged; :meth:`poll_entries` and :meth:`poll_many_entries`
-    hand out what was read. The line splitting below mirrors
-    :meth:`EventTail.feed` (which parses events only).
+    hand out what was read. Lines are split as for events (:meth:`EventTail.whole_lines`).
     """
 
     def __init__(self, volume: Volume, key: str, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -53,30 +43,11 @@ class LogTail(EventTail):
         self.entries: list[LogEntry] = []
 
     def feed(self, data: bytes) -> list[Event]:
-        start = 0
-        if self._skipping:
-            newline = data.find(b"\n")
-            if newline < 0:
-                self.offset += len(data)
-                return []
-            self._skipping = False
-            self._bad(f"line longer than {MAX_LINE_BYTES} bytes")
-            start = newline + 1
-        end = data.rfind(b"\n")
-        if end >= start:
-            for raw in data[start : end + 1].split(b"\n")[:-1]:
-                self.lines_read += 1
-                if not raw.strip():
-                    continue
-                try:
-                    self.entries.append(parse_entry(raw))
-                except ValueError as exc:
-                    self._bad(str(exc), counted=True)
-            start = end + 1
-        if len(data) - start > MAX_LINE_BYTES:
-            self._skipping = True
-            start = len(data)
-        self.offset += start
+        for raw in self.whole_lines(data):
+            try:
+                self.entries.append(parse_entry(raw))
+            except ValueError as exc:
+                self._bad(str(exc), counted=True)
         return []
 
     def take(self) -> list[LogEntry]:

@@ -243,24 +243,7 @@ class LocalBackend(Backend):
         log_path = self._volume.local_path(self._layout.log(ref.trial, ref.attempt))
         if log_path is None:
             log_path = self._log_dir / f"{ref.trial}.{ref.attempt}.log.txt"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_file:
-            try:
-                proc = subprocess.Popen(
-                    [self._python, "-m", "hpo.agent"],
-                    env=worker_env(self._study, ref, self._root),
-                    cwd=log_path.parent,  # not the project folder: the agent imports the code snapshot
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # survives the controller; killed as a group
-                )
-            except OSError as exc:
-                raise BackendError(f"cannot start {self._python} for {ref}: {exc.strerror}") from exc
-        try:
-            create_time = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = 0.0
+        proc, create_time = self._start_agent(worker_env(self._study, ref, self._root), log_path, str(ref))
         handle = _handle(ref, proc.pid, create_time)
         self._children[proc.pid] = (proc, handle)
         if create_time:  # else it is gone already: nothing to adopt
@@ -270,6 +253,31 @@ class LocalBackend(Backend):
             {"backend": self.name, "pid": proc.pid, "create_time": create_time, "host": socket.gethostname()},
         )
         return handle
+
+    def _start_agent(self, env: dict[str, str], log_path: Path, what: str) -> tuple[subprocess.Popen[bytes], float]:
+        """``python -m hpo.agent`` in a session of its own, its output appended to ``log_path``; it and its start time.
+
+        The start time (0.0 if it is gone already) tells the process apart from
+        a later one that reuses its pid.
+        """
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log_file:
+            try:
+                proc = subprocess.Popen(
+                    [self._python, "-m", "hpo.agent"],
+                    env=env,
+                    cwd=log_path.parent,  # not the project folder: the agent imports the code snapshot
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # survives the controller; killed as a group
+                )
+            except OSError as exc:
+                raise BackendError(f"cannot start {self._python} for {what}: {exc.strerror}") from exc
+        try:
+            return proc, psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            return proc, 0.0
 
     def list_live(self) -> dict[AttemptRef, WorkerHandle]:
         self._reap_children()
@@ -398,24 +406,7 @@ class LocalBackend(Backend):
         log_path = self._volume.local_path(worker_output_key(self._study, index))
         if log_path is None:
             log_path = self._log_dir / "workers" / f"w{index}.output.txt"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log_file:
-            try:
-                proc = subprocess.Popen(
-                    [self._python, "-m", "hpo.agent"],
-                    env=full_env,
-                    cwd=log_path.parent,  # not the project folder: the agent imports the code snapshot
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # survives the controller; killed as a group
-                )
-            except OSError as exc:
-                raise BackendError(f"cannot start {self._python} for worker {index}: {exc.strerror}") from exc
-        try:
-            create_time = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = 0.0
+        proc, create_time = self._start_agent(full_env, log_path, f"worker {index}")
         worker = _pool_worker(index, proc.pid, create_time)
         self._worker_children[proc.pid] = (proc, worker)
         if create_time:  # else it is gone already: nothing to adopt
