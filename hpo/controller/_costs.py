@@ -310,10 +310,6 @@ class CostKeeper:
         """The whole study's spend so far (all runs, warm workers' overhead included), USD."""
         return round(self.meter.spent_usd(self.wall_clock()) + self._overhead_usd(), 6)
 
-    def overhead_usd(self) -> float:
-        """What warm workers billed outside attempts (provisioning, image pull, idle), all runs, USD."""
-        return round(self._overhead_usd(), 6)
-
     def _overhead_usd(self) -> float:
         """Earlier runs' workers as saved, plus this run's pool as it stands (its estimate until the bill comes)."""
         if self._pool is None:
