@@ -188,14 +188,14 @@ def study_entry(args: argparse.Namespace, world: World, volume_dir: Path) -> dic
     }
 
 
-def write_project(project: Path, entry: dict[str, Any]) -> Path:
-    """A project folder: studies.yaml with the chaos study, and objectives/ with the demo objective."""
+def write_project(project: Path, entry: dict[str, Any], study: str = STUDY) -> Path:
+    """A project folder: studies.yaml with one study (the chaos study), and objectives/ with the demo objective."""
     objectives = project / "objectives"
     objectives.mkdir(parents=True)
     (objectives / "__init__.py").write_text("")
     shutil.copy(REPO / "objectives" / "digits_mlp.py", objectives / "digits_mlp.py")
     studies = project / "studies.yaml"
-    studies.write_text(yaml.safe_dump({"studies": {STUDY: entry}}, sort_keys=False))
+    studies.write_text(yaml.safe_dump({"studies": {study: entry}}, sort_keys=False))
     return studies
 
 

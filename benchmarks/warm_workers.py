@@ -75,6 +75,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the package itself, when it is not installed
 
+from chaos import write_project  # noqa: E402  (beside this file: the same project a chaos run writes)
+
 from hpo.backends.runpod import parse_pod_name  # noqa: E402
 from hpo.cost import study_overhead, trial_costs  # noqa: E402
 from hpo.events import FinalEvent, ReportEvent, StartEvent, drain  # noqa: E402
@@ -107,17 +109,6 @@ def study_entry(base: dict[str, Any], args: argparse.Namespace, reuse: bool, vol
     entry["volume"] = {"id": VOLUME_ID, "data_center": data_center, "local_path": str(volume_dir)}
     entry["workers"] = {**entry.get("workers", {}), "reuse": reuse}
     return entry
-
-
-def write_project(project: Path, entry: dict[str, Any]) -> Path:
-    """A project folder: studies.yaml with demo-pods only, objectives/ with the demo objective."""
-    objectives = project / "objectives"
-    objectives.mkdir(parents=True)
-    (objectives / "__init__.py").write_text("")
-    shutil.copy(REPO / "objectives" / "digits_mlp.py", objectives / "digits_mlp.py")
-    studies = project / "studies.yaml"
-    studies.write_text(yaml.safe_dump({"studies": {STUDY: entry}}, sort_keys=False))
-    return studies
 
 
 @dataclass
@@ -161,7 +152,7 @@ def run_once(base: dict[str, Any], args: argparse.Namespace, reuse: bool, work: 
     ).start()
     try:
         entry = study_entry(base, args, reuse, volume_dir, data_center)
-        studies = write_project(work / "project", entry)
+        studies = write_project(work / "project", entry, STUDY)
         env = {**os.environ, **fake.client_env(), "HPO_CACHE_DIR": str(work / "cache")}
         env.pop("HPO_STUDIES", None)
         argv = [sys.executable, "-m", "hpo", "run", "--study", STUDY, "--studies", str(studies), "--json"]
