@@ -500,7 +500,7 @@ class WarmPool(Backend):
             return  # launched before records existed, or never confirmed: nothing billed that we can name
         if record.index != index or record.id in self._ledgers:
             return
-        entries = LogTail(self.volume, worker_log_key(self.study, index), clock=self.clock).poll_entries()
+        entries = LogTail(self.volume, worker_log_key(self.study, index), clock=self.clock).read_all()
         last = max((entry.t for entry in entries), default=record.created_at)
         ended = clamp(last, record.created_at, now_wall)
         ledger = WorkerLedger(
@@ -618,7 +618,7 @@ class WarmPool(Backend):
                 continue
             state = self._new_state(worker, now_wall)
             assignment = read_assignment(self.volume, self.study, index)
-            entries = state.tail.poll_entries()
+            entries = state.tail.read_all()
             found = rebuild(assignment, entries, state.ledger.created_at, now_wall)
             state.seq, state.ready = found.seq, bool(entries)
             state.exiting = any(isinstance(entry, ExitEntry) for entry in entries)
