@@ -16,7 +16,7 @@ from hpo.controller._progress import ProgressSink
 from hpo.errors import ConfigError
 from hpo.journal import open_storage
 from hpo.lease import Lease
-from hpo.pool import ASSIGNMENT_POLL_SECONDS
+from hpo.pool import ASSIGNMENT_POLL_SECONDS, WarmPool
 from hpo.volume import Volume
 
 
@@ -57,8 +57,6 @@ def make_backend(
     backend = backend_plugin(config.compute.backend).build(config, volume, cache_dir=cache_dir)
     if not config.workers.reuse or not backend.supports_workers:
         return backend
-    from hpo.pool import WarmPool  # here: `hpo status --help` and the one-attempt path stay light
-
     return WarmPool(
         backend,
         volume,
