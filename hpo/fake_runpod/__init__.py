@@ -4,18 +4,25 @@ For tests (through real HTTP) and for rehearsing a study without a RunPod
 account. It follows RunPod as ``/work/shared/RUNPOD.md`` and RunPod's
 ``openapi-v2.json`` describe it:
 
-* REST v2 (``HPO_RUNPOD_REST_URL`` = ``fake.url``): ``POST/GET /v2/pods``,
+* REST v2 (``HPO_RUNPOD_REST_URL`` = ``fake.url``): ``POST/GET /v2/pods``
+  (GPU pods, and CPU pods with ``cpu: {id, vcpuCount}``),
   ``GET/DELETE /v2/pods/{id}``, ``POST /v2/pods/{id}/action``,
-  ``GET /v2/catalog/gpus[/{id}]``, ``GET /v2/billing/pods``; RFC 9457 problems;
-  422 for a body off the contract, 400 for a broken rule or no capacity,
-  402 balance, 403 pool denied or a pod-scoped key out of its lane, 429, 5xx.
+  ``GET /v2/catalog/gpus[/{id}]``, ``GET /v2/catalog/cpus[/{id}]``,
+  ``GET /v2/billing/pods``, the account's secrets
+  (``GET/POST /v2/account/secrets``, ``GET/PATCH/DELETE /v2/account/secrets/{id}``);
+  RFC 9457 problems; 422 for a body off the contract, 400 for a broken rule or
+  no capacity, 402 balance, 403 pool denied or a pod-scoped key out of its
+  lane, 409 a secret's name taken, 429, 5xx.
 * GraphQL (``RUNPOD_API_BASE_URL`` = ``fake.url``, ``POST /graphql``):
   ``podRentInterruptable`` (spot), ``podFindAndDeployOnDemand``,
   ``podTerminate``, ``podStop``, ``gpuTypes { ... lowestPrice { ... } }``,
   ``pod``, ``myself``; errors as HTTP 200 with ``extensions.code`` RUNPOD.
 * Lifecycle on a fake clock: PROVISIONING -> STARTING -> RUNNING, where the
   pod's container (``pod_command``) starts as a local process; a container
-  that exits is restarted; spot preemption sends SIGTERM, then SIGKILL after
+  that exits is restarted; each start substitutes ``{{ RUNPOD_SECRET_<name> }}``
+  in the pod's env values with the secret's value, in the container's
+  environment only (the API keeps showing the placeholder; values are never
+  answered or logged); spot preemption sends SIGTERM, then SIGKILL after
   the grace period, and leaves the pod EXITED; terminate SIGKILLs at once.
   Per-second billing draws down the balance; at $0, pods with a network
   volume are stopped and the rest terminated.
@@ -40,11 +47,13 @@ account. It follows RunPod as ``/work/shared/RUNPOD.md`` and RunPod's
 from __future__ import annotations
 
 from hpo.fake_runpod._catalog import (
+    CPU_FLAVORS,
     GPU_TYPES,
     NO_CAPACITY_ON_DEMAND,
     NO_CAPACITY_SPOT,
     POD_NOT_FOUND_TO_TERMINATE,
     SOMETHING_WENT_WRONG,
+    CpuFlavor,
     GpuType,
 )
 from hpo.fake_runpod._processes import INHERITED_ENV_NAMES
@@ -64,6 +73,7 @@ except ModuleNotFoundError as exc:
     ) from None
 
 __all__ = [
+    "CPU_FLAVORS",
     "FAULT_KINDS",
     "GPU_TYPES",
     "INHERITED_ENV_NAMES",
@@ -71,6 +81,7 @@ __all__ = [
     "NO_CAPACITY_SPOT",
     "POD_NOT_FOUND_TO_TERMINATE",
     "SOMETHING_WENT_WRONG",
+    "CpuFlavor",
     "FakePodView",
     "FakeRunPod",
     "GpuType",

@@ -4,6 +4,8 @@ RunPod snaps the window to bucket boundaries (``startTime`` down, ``endTime``
 up) and emits one record per pod per bucket; the fake does the same over the
 pods' billing intervals on the fake clock, so a client reconciling its own
 estimate against the bill sees the exact figures the account was charged.
+Compute is billed as ``gpuAmount`` for a GPU pod and ``cpuAmount`` for a CPU
+pod; disk is free in the fake.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def report(query: BillingQuery, pods: Iterable[FakePodView], clock: FakeClock, n
     """The ``ListPodBillingResponse`` body for ``query`` over ``pods`` at fake time ``now``."""
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
-    total = 0.0
+    totals = {"gpu": 0.0, "cpu": 0.0}
     for pod in pods:
         if query.pod_id is not None and pod.id != query.pod_id:
             continue
@@ -63,9 +65,10 @@ def report(query: BillingQuery, pods: Iterable[FakePodView], clock: FakeClock, n
             following = _next_boundary(cursor, query.bucket_size)
             amount = _charge(pod, clock.from_datetime(cursor), clock.from_datetime(following), now)
             if amount > 0:
-                records.append(_record(cursor, following, pod.id, amount))
+                kind = "cpu" if pod.cpu_flavor is not None else "gpu"
+                records.append(_record(cursor, following, pod.id, _amounts(**{kind: amount})))
                 seen.add(pod.id)
-                total += amount
+                totals[kind] += amount
             cursor = following
     return {
         "records": records,
@@ -78,7 +81,7 @@ def report(query: BillingQuery, pods: Iterable[FakePodView], clock: FakeClock, n
             },
             "recordCount": len(records),
             "uniquePodCount": len(seen),
-            "totals": _amounts(total),
+            "totals": _amounts(**totals),
         },
     }
 
@@ -92,13 +95,13 @@ def _charge(pod: FakePodView, start: float, end: float, now: float) -> float:
     return pod.cost_per_hr * seconds / 3600.0
 
 
-def _record(start: datetime, end: datetime, pod_id: str, amount: float) -> dict[str, Any]:
-    return {"startTime": format_rfc3339(start), "endTime": format_rfc3339(end), "podId": pod_id, **_amounts(amount)}
+def _record(start: datetime, end: datetime, pod_id: str, amounts: dict[str, float]) -> dict[str, Any]:
+    return {"startTime": format_rfc3339(start), "endTime": format_rfc3339(end), "podId": pod_id, **amounts}
 
 
-def _amounts(gpu: float) -> dict[str, float]:
-    # The fake bills compute only: disk is free here, so the GPU share is the whole bill.
-    return {"totalAmount": gpu, "gpuAmount": gpu, "cpuAmount": 0.0, "diskAmount": 0.0}
+def _amounts(gpu: float = 0.0, cpu: float = 0.0) -> dict[str, float]:
+    # The fake bills compute only: disk is free here, so compute is the whole bill.
+    return {"totalAmount": gpu + cpu, "gpuAmount": gpu, "cpuAmount": cpu, "diskAmount": 0.0}
 
 
 def bucket_start(moment: datetime, size: str) -> datetime:

@@ -1,11 +1,13 @@
-"""What the fake RunPod sells: GPU types with prices, data centers, CUDA versions, and RunPod's own texts.
+"""What the fake RunPod sells: GPU types and CPU flavors with prices, data centers, CUDA versions, RunPod's texts.
 
 The data itself (ids, prices, data centers, CUDA versions) lives in
 :mod:`hpo.fake_runpod._catalog_data`, taken from RunPod's published catalog
 and never from the project's config, so a wrong id in a study's config is
-refused by the fake as RunPod would refuse it. Prices are $/GPU-hour;
-``None`` means the type is not offered in that cloud. The spot floor
-(minimum bid) may move over time: :func:`minimum_bid`.
+refused by the fake as RunPod would refuse it. GPU prices are $/GPU-hour,
+``None`` meaning the type is not offered in that cloud; CPU flavors are priced
+per vCPU-hour and sold in Secure Cloud only (v2's ``CpuType`` has no
+community price). The spot floor (minimum bid) may move over time:
+:func:`minimum_bid`. :class:`Compute` is what one pod runs on, either kind.
 """
 
 from __future__ import annotations
@@ -75,6 +77,86 @@ _GPU_TYPES: tuple[GpuType, ...] = tuple(GpuType(*row) for row in _catalog_data.G
 
 GPU_TYPES: dict[str, GpuType] = {gpu.id: gpu for gpu in _GPU_TYPES}
 """Every GPU type the fake knows, by RunPod's ``gpuTypeId``."""
+
+
+@dataclass(frozen=True)
+class CpuFlavor:
+    """One CPU flavor (v2 ``CpuType``): its vCPU range, RAM per vCPU and prices per vCPU-hour."""
+
+    id: str
+    name: str
+    group: str
+    vcpu_min: int
+    vcpu_max: int
+    ram_gb_per_vcpu: float
+    secure_per_vcpu: float
+    serverless_per_vcpu: float
+
+    def vcpu_problem(self, vcpus: int) -> str | None:
+        """Why a pod of this flavor cannot have ``vcpus`` vCPUs (a power of two within the range), or None."""
+        if vcpus < 2 or vcpus & (vcpus - 1):
+            return f"{vcpus} vCPUs requested; the count must be a power of two (2, 4, 8, ...)"
+        if not self.vcpu_min <= vcpus <= self.vcpu_max:
+            return f"{vcpus} vCPUs requested; a pod of {self.id} has {self.vcpu_min} to {self.vcpu_max}"
+        return None
+
+
+_CPU_FLAVORS: tuple[CpuFlavor, ...] = tuple(CpuFlavor(*row) for row in _catalog_data.CPU_ROWS)
+
+CPU_FLAVORS: dict[str, CpuFlavor] = {flavor.id: flavor for flavor in _CPU_FLAVORS}
+"""Every CPU flavor the fake knows, by RunPod's flavor id (``cpu3c``, ...)."""
+
+
+@dataclass(frozen=True)
+class Compute:
+    """What one pod runs on: ``count`` GPUs of a GPU type, or ``count`` vCPUs of a CPU flavor (exactly one kind).
+
+    The account prices, places and counts capacity through this, so a GPU pod
+    and a CPU pod take the same path; only spot (GPU only) asks for :attr:`gpu`.
+    """
+
+    gpu: GpuType | None
+    cpu: CpuFlavor | None
+    count: int
+
+    def __post_init__(self) -> None:
+        if (self.gpu is None) == (self.cpu is None):
+            raise ValueError("a pod runs on a GPU type or a CPU flavor, exactly one")
+
+    @property
+    def id(self) -> str:
+        """The GPU type id or the CPU flavor id: the key of capacity and pool access."""
+        return self.gpu.id if self.gpu is not None else self._cpu.id
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs of the pod (0 for a CPU pod)."""
+        return self.count if self.gpu is not None else 0
+
+    @property
+    def vcpus(self) -> int:
+        """vCPUs of the pod (a GPU pod gets :data:`VCPUS_PER_GPU` per GPU)."""
+        return VCPUS_PER_GPU * self.count if self.gpu is not None else self.count
+
+    @property
+    def memory_gb(self) -> int:
+        """RAM of the pod in GB (a CPU pod: RAM per vCPU times vCPUs, rounded to whole GB)."""
+        if self.gpu is not None:
+            return MEMORY_GB_PER_GPU * self.count
+        return round(self._cpu.ram_gb_per_vcpu * self.count)
+
+    def on_demand_price(self, cloud: str) -> float | None:
+        """$/hour for the whole pod on demand in ``cloud``; None where it is not sold there."""
+        if self.gpu is not None:
+            price = self.gpu.on_demand_price(cloud)
+        else:
+            price = self._cpu.secure_per_vcpu if cloud in ("SECURE", "ALL") else None
+        return None if price is None else round(price * self.count, 6)
+
+    @property
+    def _cpu(self) -> CpuFlavor:
+        assert self.cpu is not None
+        return self.cpu
 
 
 def pick_cuda_version(allowed: list[str] | None, minimum: str | None) -> str | None:

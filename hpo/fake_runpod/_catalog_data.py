@@ -16,6 +16,9 @@ a test). Sources, as of 2026-08-20:
 * Data centers: v1's ``PodCreateInput.dataCenterIds`` enum (26), then the
   data centers of docs.runpod.io ``storage/s3-api`` that enum lacks.
 * CUDA versions: v1's ``PodCreateInput.allowedCudaVersions`` enum, newest first.
+* CPU flavors: v1's ``PodCreateInput.cpuFlavorIds`` enum (cpu3c/3g/3m/5c/5g/5m), named and
+  grouped as v2's ``CpuType`` examples name them ("Compute-Optimized", "Gen 3"). Prices and
+  sizes are the fake's own figures (see :data:`CPU_ROWS`).
 """
 
 from __future__ import annotations
@@ -132,3 +135,21 @@ CUDA_VERSIONS: tuple[str, ...] = (
     "11.8",
 )
 """v1's ``allowedCudaVersions`` enum, newest first."""
+
+CpuRow = tuple[str, str, str, int, int, float, float, float]
+"""(id, name, group, min vCPUs, max vCPUs, GB of RAM per vCPU, secure $/vCPU-hour, serverless $/vCPU-hour)."""
+
+# The fake's figures, not RunPod's published prices: cpu3c's secure 0.04 and serverless 0.03
+# per vCPU-hour are the values of the CpuType example in RunPod's v2 spec (GET /v2/catalog/cpus);
+# the others are placeholders of the right order (General Purpose a bit more, Memory-Optimized
+# more, Gen 5 more than Gen 3). RAM per vCPU: c 2 GB, g 4 GB, m 8 GB.
+# fmt: off
+CPU_ROWS: tuple[CpuRow, ...] = (
+    ("cpu3c", "Compute-Optimized", "Gen 3", 2, 32, 2.0, 0.04, 0.03),
+    ("cpu3g", "General Purpose", "Gen 3", 2, 32, 4.0, 0.05, 0.04),
+    ("cpu3m", "Memory-Optimized", "Gen 3", 2, 32, 8.0, 0.07, 0.055),
+    ("cpu5c", "Compute-Optimized", "Gen 5", 2, 32, 2.0, 0.05, 0.04),
+    ("cpu5g", "General Purpose", "Gen 5", 2, 32, 4.0, 0.06, 0.05),
+    ("cpu5m", "Memory-Optimized", "Gen 5", 2, 32, 8.0, 0.085, 0.07),
+)
+# fmt: on

@@ -1,9 +1,12 @@
-"""RunPod REST v2 (``/v2/...``) over the fake account: pods, the GPU catalog, pod billing.
+"""RunPod REST v2 (``/v2/...``) over the fake account: GPU and CPU pods, the catalogs, pod billing, secrets.
 
 Shapes follow RunPod's ``openapi-v2.json``; statuses follow the failure table
 of ``POST /v2/pods`` (422 contract, 400 rule or capacity, 402 balance, 403
 pool, 429 rate limit, 5xx transient). A pod's scoped key (``RUNPOD_API_KEY``
-inside the pod) may read and delete its own pod and nothing else.
+inside the pod) may read and delete its own pod and nothing else (so never
+the account's secrets). The secrets routes (``/v2/account/secrets``) follow
+RunPod's docs, since the copied spec predates them: no answer carries a
+secret's value, and a refused body is described without quoting it.
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from starlette.routing import Route
 
 from hpo.fake_runpod import _billing
 from hpo.fake_runpod._catalog import (
+    CPU_FLAVORS,
     DEFAULT_DATA_CENTER,
     GPU_TYPES,
     OFFERED_CUDA_VERSIONS,
     SOMETHING_WENT_WRONG,
+    CpuFlavor,
     GpuType,
 )
 from hpo.fake_runpod._contract import violations
 from hpo.fake_runpod._errors import Refused
 from hpo.fake_runpod._http import authenticate, injected_fault, problem
+from hpo.fake_runpod._secrets import SecretView
 from hpo.fake_runpod._state import (
     ACTIVE_STATUSES,
     RUNNING,
@@ -41,6 +47,8 @@ from hpo.fake_runpod._state import (
 FIELD_NAMES: dict[str, str] = {
     "gpu_type": "gpu.id",
     "gpu_count": "gpu.count",
+    "cpu_flavor": "cpu.id",
+    "vcpu_count": "cpu.vcpuCount",
     "image": "image",
     "volume": "mounts.network[0].volumeId",
     "data_center": "dataCenterIds",
@@ -67,9 +75,16 @@ class RestApi:
             Route("/v2/pods/{id}/action", self.pod_action, methods=["POST"]),
             Route("/v2/catalog/gpus", self.list_gpus, methods=["GET"]),
             Route("/v2/catalog/gpus/{id}", self.get_gpu, methods=["GET"]),
+            Route("/v2/catalog/cpus", self.list_cpus, methods=["GET"]),
+            Route("/v2/catalog/cpus/{id}", self.get_cpu, methods=["GET"]),
             Route("/v2/billing/pods", self.pod_billing, methods=["GET"]),
             Route("/v2/registries", self.list_registries, methods=["GET"]),
             Route("/v2/registries/{id}", self.get_registry, methods=["GET"]),
+            Route("/v2/account/secrets", self.list_secrets, methods=["GET"]),
+            Route("/v2/account/secrets", self.create_secret, methods=["POST"]),
+            Route("/v2/account/secrets/{id}", self.get_secret, methods=["GET"]),
+            Route("/v2/account/secrets/{id}", self.update_secret, methods=["PATCH"]),
+            Route("/v2/account/secrets/{id}", self.delete_secret, methods=["DELETE"]),
         ]
 
     # ------------------------------------------------------------------ gate
@@ -187,6 +202,12 @@ class RestApi:
                 "ports": [],
             }
         username = view.host_id
+        # A GPU pod has `gpu` and no `cpu`; a CPU pod the other way round (the spec's Pod).
+        compute: dict[str, Any]
+        if view.cpu_flavor is not None:
+            compute = {"cpu": {"id": view.cpu_flavor, "vcpuCount": view.vcpu_count, "memory": view.memory_gb}}
+        else:
+            compute = {"gpu": {"id": view.gpu_type, "count": view.gpu_count}}
         return {
             "id": view.id,
             "name": view.name,
@@ -199,7 +220,7 @@ class RestApi:
             "status": view.status,
             "actions": allowed_actions(view.status),
             "mounts": mounts,
-            "gpu": {"id": view.gpu_type, "count": view.gpu_count},
+            **compute,
             "cloud": view.cloud,
             "dataCenterId": view.data_center_id,
             "cudaVersion": view.cuda_version,
@@ -288,6 +309,79 @@ class RestApi:
                 body["cudaVersions"] = [{"version": v, "available": level != "NONE"} for v in OFFERED_CUDA_VERSIONS]
         return body
 
+    async def list_cpus(self, request: Request) -> Response:
+        """``GET /v2/catalog/cpus``: CPU flavors, priced per vCPU; stock with ``include=AVAILABILITY&product=...``."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        options = self._cpu_catalog_options(request)
+        if isinstance(options, Response):
+            return options
+        return JSONResponse({"cpus": [self._cpu_type(flavor, *options) for flavor in CPU_FLAVORS.values()]})
+
+    async def get_cpu(self, request: Request) -> Response:
+        """``GET /v2/catalog/cpus/{id}``: one CPU flavor, or 404."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        flavor = CPU_FLAVORS.get(request.path_params["id"])
+        if flavor is None:
+            return problem(404, "CPU type not found")
+        options = self._cpu_catalog_options(request)
+        if isinstance(options, Response):
+            return options
+        return JSONResponse(self._cpu_type(flavor, *options))
+
+    def _cpu_catalog_options(self, request: Request) -> tuple[bool, int | None] | Response:
+        """``include``, ``product`` (POD, SERVERLESS), ``vcpuCount`` (a power of two); the last two need the first."""
+        params = request.query_params
+        include = [part for part in params.get("include", "").split(",") if part]
+        product = [part for part in params.get("product", "").split(",") if part]
+        errors: list[str] = []
+        if any(part != "AVAILABILITY" for part in include):
+            errors.append("include: must be AVAILABILITY")
+        if any(part not in ("POD", "SERVERLESS") for part in product):
+            errors.append("product: must be POD or SERVERLESS")
+        vcpus: int | None = None
+        if "vcpuCount" in params:
+            try:
+                vcpus = int(params["vcpuCount"])
+            except ValueError:
+                errors.append("vcpuCount: must be an integer")
+            else:
+                if vcpus < 2:
+                    errors.append("vcpuCount: must be >= 2")
+        if errors:
+            return problem(422, "Request validation failed.", errors=errors)
+        if include and not product:
+            return problem(400, "product is required with include=AVAILABILITY")
+        if product and not include:
+            return problem(400, "product is valid only with include=AVAILABILITY")
+        if vcpus is not None and not include:
+            return problem(400, "vcpuCount is valid only with include=AVAILABILITY")
+        if vcpus is not None and vcpus & (vcpus - 1):
+            return problem(400, "vcpuCount: must be a power of two")
+        return bool(include), vcpus
+
+    def _cpu_type(self, flavor: CpuFlavor, with_availability: bool, vcpus: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": flavor.id,
+            "name": flavor.name,
+            "group": flavor.group,
+            "vcpu": {"min": flavor.vcpu_min, "max": flavor.vcpu_max},
+            "ramGbPerVcpu": flavor.ram_gb_per_vcpu,
+            "price": {"securePerVcpu": flavor.secure_per_vcpu, "serverlessPerVcpu": flavor.serverless_per_vcpu},
+        }
+        if with_availability:
+            level = self.account.stock_level(flavor.id, "SECURE").upper()
+            if vcpus is not None and flavor.vcpu_problem(vcpus) is not None:
+                level = "NONE"  # no pod of that size exists in this flavor
+            body["availability"] = level
+            if level != "NONE":
+                centers = sorted({v.data_center_id for v in self.account.volumes.values()} or {DEFAULT_DATA_CENTER})
+                body["dataCenters"] = [{"id": dc, "name": dc, "availability": level} for dc in centers]
+        return body
+
     # ------------------------------------------------------------------ registries
 
     async def list_registries(self, request: Request) -> Response:
@@ -308,6 +402,78 @@ class RestApi:
             if reg_id == wanted:
                 return JSONResponse({"id": reg_id, "name": name})
         return problem(404, "registry not found")
+
+    # ------------------------------------------------------------------ secrets
+
+    async def list_secrets(self, request: Request) -> Response:
+        """``GET /v2/account/secrets``: ``{"secrets": [Secret, ...]}`` by name, values never included."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        return JSONResponse({"secrets": [self._secret(secret) for secret in self.account.secrets.views()]})
+
+    async def create_secret(self, request: Request) -> Response:
+        """``POST /v2/account/secrets``: 201 and the Secret; 422 off the contract, 400 a rule broken, 409 name taken."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        body = await _secret_body(request, "CreateSecretRequest")
+        if isinstance(body, Response):
+            return body
+        try:
+            secret = self.account.secrets.create(body["name"], body["value"], body.get("description"))
+        except Refused as refused:
+            return problem(refused.kind.status, refused.text(FIELD_NAMES))
+        return JSONResponse(self._secret(secret), status_code=201)
+
+    async def get_secret(self, request: Request) -> Response:
+        """``GET /v2/account/secrets/{id}``: the Secret (never its value), or 404."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        try:
+            secret = self.account.secrets.get(request.path_params["id"])
+        except Refused as refused:
+            return problem(refused.kind.status, refused.message)
+        return JSONResponse(self._secret(secret))
+
+    async def update_secret(self, request: Request) -> Response:
+        """``PATCH /v2/account/secrets/{id}``: rotate the value and/or replace the description; 200 and the Secret."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        body = await _secret_body(request, "UpdateSecretRequest")
+        if isinstance(body, Response):
+            return body
+        try:
+            secret = self.account.secrets.update(
+                request.path_params["id"], value=body.get("value"), description=body.get("description")
+            )
+        except Refused as refused:
+            return problem(refused.kind.status, refused.text(FIELD_NAMES))
+        return JSONResponse(self._secret(secret))
+
+    async def delete_secret(self, request: Request) -> Response:
+        """``DELETE /v2/account/secrets/{id}``: 204, or 404 for an unknown id."""
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        try:
+            self.account.secrets.delete(request.path_params["id"])
+        except Refused as refused:
+            return problem(refused.kind.status, refused.message)
+        return Response(status_code=204)
+
+    def _secret(self, secret: SecretView) -> dict[str, Any]:
+        """A secret in the docs' ``Secret`` shape (no value: RunPod never returns one)."""
+        clock = self.account.clock
+        return {
+            "id": secret.id,
+            "name": secret.name,
+            "createdAt": clock.iso(secret.created_at),
+            "description": secret.description,
+            "valueLastUpdatedAt": clock.iso(secret.value_updated_at) if secret.value_updated_at is not None else None,
+        }
 
     # ------------------------------------------------------------------ billing
 
@@ -355,14 +521,15 @@ def _create_rules(body: dict[str, Any]) -> Response | None:
     """The handler-level rules of ``CreatePodRequest`` (400s), checked after the schema passed."""
     if ("gpu" in body) == ("cpu" in body):
         return problem(400, "gpu: exactly one of `gpu` or `cpu` must be set")
-    if "cpu" in body:
-        return problem(400, "cpu: CPU pods are not offered by the fake RunPod server; request a `gpu`")
     mounts = body.get("mounts") or {}
     if "persistent" in mounts and "network" in mounts:
         return problem(400, "mounts: at most one of `persistent` or `network` may be set")
     if "network" in mounts and not mounts["network"]:
         return problem(400, "mounts.network: must name one network volume when given")
-    gpu = body["gpu"]
+    if "cpu" in body and "persistent" in mounts:
+        # The spec: "CPU pods support container disk and network volumes only".
+        return problem(400, "mounts.persistent: invalid for a CPU pod (CPU pods take a network volume only)")
+    gpu = body.get("gpu") or {}
     if gpu.get("allowedCudaVersions") and "minCudaVersion" in gpu:
         return problem(400, "gpu.minCudaVersion: mutually exclusive with a non-empty gpu.allowedCudaVersions")
     if "templateId" in body:
@@ -371,7 +538,9 @@ def _create_rules(body: dict[str, Any]) -> Response | None:
 
 
 def _pod_request(body: dict[str, Any]) -> PodRequest:
-    gpu = body["gpu"]
+    """The account's request from a v2 body that passed the schema and :func:`_create_rules` (a GPU or a CPU pod)."""
+    gpu = body.get("gpu") or {}
+    cpu = body.get("cpu")
     mounts = body.get("mounts") or {}
     network = (mounts.get("network") or [None])[0]
     persistent = mounts.get("persistent")
@@ -379,8 +548,10 @@ def _pod_request(body: dict[str, Any]) -> PodRequest:
     return PodRequest(
         name=body["name"],
         image=body.get("image", ""),
-        gpu_type_id=gpu["id"],
-        gpu_count=gpu.get("count", 1),
+        gpu_type_id=gpu.get("id", ""),
+        gpu_count=gpu.get("count", 1) if cpu is None else 0,
+        cpu_flavor_id=cpu["id"] if cpu is not None else None,
+        vcpu_count=cpu["vcpuCount"] if cpu is not None else 0,
         cloud=body.get("cloud", "SECURE"),
         env=dict(body.get("env") or {}),
         args=body.get("args", ""),
@@ -394,6 +565,19 @@ def _pod_request(body: dict[str, Any]) -> PodRequest:
         allowed_cuda_versions=tuple(gpu.get("allowedCudaVersions") or ()),
         min_cuda_version=gpu.get("minCudaVersion"),
     )
+
+
+async def _secret_body(request: Request, schema: str) -> dict[str, Any] | Response:
+    """A secrets request's JSON body checked against ``schema``, or the 400/422 to answer (never quoting a value)."""
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        return problem(400, "request body is not valid JSON")
+    errors = violations(schema, body, quote_values=False)
+    if errors:
+        return problem(422, "Request validation failed.", errors=errors)
+    assert isinstance(body, dict)  # the schema says an object
+    return body
 
 
 def _parse_time(value: str | None, name: str, errors: list[str]) -> datetime | None:

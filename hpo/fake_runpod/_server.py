@@ -272,11 +272,11 @@ class FakeRunPod:
             raise KeyError(pod_id) from None
 
     def set_capacity(self, gpu_type_id: str, n: int | None) -> None:
-        """How many more pods of that GPU type can be placed: 0 = sold out, None = unlimited (the default)."""
+        """How many more pods of that GPU type (or CPU flavor) can be placed: 0 = sold out, None = unlimited."""
         self.account.set_capacity(gpu_type_id, n)
 
     def deny_pool(self, gpu_type_id: str) -> None:
-        """Creates of that GPU type answer 403 (the account has no access to that pool)."""
+        """Creates of that GPU type (or CPU flavor) answer 403 (the account has no access to that pool)."""
         self.account.set_pool_denied(gpu_type_id, True)
 
     def allow_pool(self, gpu_type_id: str) -> None:
@@ -322,6 +322,10 @@ class FakeRunPod:
         if view is None:
             raise KeyError(pod_id)
         return view
+
+    def secret_names(self) -> list[str]:
+        """The names of the account's secrets, sorted (their values are never exposed, here or over HTTP)."""
+        return self.account.secrets.names()
 
     def wait_for(self, pod_id: str, status: str, timeout: float = 10.0) -> FakePodView:
         """Poll until the pod has ``status`` (real-time ``timeout``; TimeoutError with the last status)."""

@@ -1,4 +1,4 @@
-"""The fake RunPod account: pods and their lifecycle on the fake clock, billing, capacity, faults.
+"""The fake RunPod account: pods and their lifecycle on the fake clock, billing, capacity, secrets, faults.
 
 One :class:`Account` holds everything both APIs (REST v2 and GraphQL) see, so
 a spot pod made through GraphQL shows up in ``GET /v2/pods`` and bills the
@@ -7,6 +7,8 @@ along (PROVISIONING -> STARTING -> RUNNING, container restarts, SIGTERM then
 SIGKILL on preemption, random preemptions, the zero-balance rule) and is
 called every few milliseconds by the server's ticker thread and before each
 request, so processes start and die on time whether or not anyone asks.
+A pod runs on a GPU type or a CPU flavor (:class:`Compute`); both take the
+same path through pricing, placement, capacity and billing.
 """
 
 from __future__ import annotations
@@ -26,19 +28,21 @@ from datetime import datetime
 from pathlib import Path
 
 from hpo.fake_runpod._catalog import (
+    CPU_FLAVORS,
     DEFAULT_DATA_CENTER,
     GPU_TYPES,
     KNOWN_DATA_CENTERS,
     NO_CAPACITY_ON_DEMAND,
     NO_CAPACITY_SPOT,
-    VCPUS_PER_GPU,
     BidFloor,
+    Compute,
     GpuType,
     pick_cuda_version,
 )
 from hpo.fake_runpod._clock import FakeClock
 from hpo.fake_runpod._errors import Refusal, Refused
 from hpo.fake_runpod._processes import MAX_ENV_VARS, Container, container_env, env_problem, fresh_dir
+from hpo.fake_runpod._secrets import SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,9 @@ class PodRequest:
 
     ``cloud`` is SECURE, COMMUNITY or (GraphQL only) ALL; ``mount_path`` is
     where the network volume (``network_volume_id``) or the pod's own
-    persistent volume (``persistent_size``) is mounted.
+    persistent volume (``persistent_size``) is mounted. A CPU pod (REST v2
+    ``cpu``) names ``cpu_flavor_id`` and ``vcpu_count``, with ``gpu_type_id``
+    empty and ``gpu_count`` 0; a GPU pod leaves ``cpu_flavor_id`` None.
     """
 
     name: str
@@ -115,6 +121,8 @@ class PodRequest:
     allowed_cuda_versions: tuple[str, ...] = ()
     min_cuda_version: str | None = None
     terminate_after: datetime | None = None
+    cpu_flavor_id: str | None = None
+    vcpu_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,12 +137,16 @@ class FakePodView:
     ``registry`` is the container registry credential id the create named
     (v2 ``registry``, GraphQL ``containerRegistryAuthId``); ``minimum_bid``
     is a spot pod's current floor per GPU where it runs (None on demand).
+    A CPU pod has ``gpu_type`` None, ``gpu_count`` 0, its ``cpu_flavor`` and
+    no ``cuda_version``; ``vcpu_count`` and ``memory_gb`` are the whole pod's
+    (a GPU pod gets a fixed share per GPU). ``env`` keeps secret placeholders
+    as given: values are substituted in the container's environment only.
     """
 
     id: str
     name: str
     status: str
-    gpu_type: str
+    gpu_type: str | None
     gpu_count: int
     spot: bool
     cloud: str
@@ -155,7 +167,7 @@ class FakePodView:
     data_center_id: str
     volume_id: str | None
     mount_path: str | None
-    cuda_version: str
+    cuda_version: str | None
     machine_id: str
     host_id: str
     api_key: str
@@ -166,6 +178,9 @@ class FakePodView:
     request: PodRequest
     registry: str | None = None
     minimum_bid: float | None = None
+    cpu_flavor: str | None = None
+    vcpu_count: int = 0
+    memory_gb: int = 0
 
 
 @dataclass(frozen=True)
@@ -207,11 +222,11 @@ class _Stop:
 class _Pod:
     id: str
     request: PodRequest
-    gpu: GpuType
+    compute: Compute
     cloud: str
     cost_per_hr: float
     data_center_id: str
-    cuda_version: str
+    cuda_version: str | None
     machine_id: str
     host_id: str
     api_key: str
@@ -295,6 +310,7 @@ class Account:
         self._balance_base = float(balance_usd)
         self._last_tick = clock.now()
         self._closed = False
+        self.secrets = SecretStore(clock, seed)
 
     # ------------------------------------------------------------------ auth
 
@@ -311,8 +327,8 @@ class Account:
     # ------------------------------------------------------------------ knobs
 
     def set_capacity(self, gpu_type_id: str, available: int | None) -> None:
-        """How many more pods of a GPU type can be placed (0 = sold out, None = unlimited)."""
-        _known_gpu(gpu_type_id)
+        """How many more pods of a GPU type (or CPU flavor) can be placed (0 = sold out, None = unlimited)."""
+        _known_compute_id(gpu_type_id)
         if available is not None and available < 0:
             raise ValueError(f"capacity must be >= 0 or None, got {available}")
         with self._lock:
@@ -324,9 +340,8 @@ class Account:
             return self._capacity.get(gpu_type_id)
 
     def stock_level(self, gpu_type_id: str, cloud: str) -> str:
-        """RunPod's stock word (None/Low/Medium/High) for a GPU type in a cloud, read off the capacity knob."""
-        gpu = _known_gpu(gpu_type_id)
-        if not gpu.offered_in(cloud):
+        """RunPod's stock word (None/Low/Medium/High) for a GPU type or CPU flavor in a cloud, off the capacity knob."""
+        if _known_compute_id(gpu_type_id).on_demand_price(cloud) is None:  # not sold in that cloud
             return "None"
         left = self.capacity(gpu_type_id)
         if left is None or left >= 10:
@@ -336,8 +351,8 @@ class Account:
         return "Low" if left <= 2 else "Medium"
 
     def set_pool_denied(self, gpu_type_id: str, denied: bool = True) -> None:
-        """Deny (or allow again) this account access to a GPU type's pool."""
-        _known_gpu(gpu_type_id)
+        """Deny (or allow again) this account access to a GPU type's (or CPU flavor's) pool."""
+        _known_compute_id(gpu_type_id)
         with self._lock:
             if denied:
                 self._denied.add(gpu_type_id)
@@ -410,13 +425,13 @@ class Account:
             _check_env(request.env)
             _check_image(request.image)
             self._check_registry(request)
-            gpu = self._check_gpu(request)
+            compute = self._check_compute(request)
             volume = self._check_volume(request)
-            cloud = _resolve_cloud(request, gpu, volume)
+            cloud = _resolve_cloud(request, compute, volume)
             data_center = self._data_center(request, volume)
-            cost = self._price(request, gpu, cloud, data_center)
-            if gpu.id in self._denied:
-                raise Refused(Refusal.FORBIDDEN, f"access denied: this account cannot deploy {gpu.id} pods")
+            cost = self._price(request, compute, cloud, data_center)
+            if compute.id in self._denied:
+                raise Refused(Refusal.FORBIDDEN, f"access denied: this account cannot deploy {compute.id} pods")
             balance = self.balance()
             if balance <= 0:
                 raise Refused(
@@ -430,32 +445,45 @@ class Account:
                     f"(${cost:.2f}/hr); the account has ${balance:.2f}. Add funds to deploy pods.",
                 )
             no_capacity = Refused(Refusal.CAPACITY, NO_CAPACITY_SPOT if request.spot else NO_CAPACITY_ON_DEMAND)
-            cuda = pick_cuda_version(list(request.allowed_cuda_versions), request.min_cuda_version)
-            if cuda is None:
-                raise no_capacity
-            left = self._capacity.get(gpu.id)
+            cuda: str | None = None  # a CPU host reports none (v2: null for CPU pods)
+            if compute.gpu is not None:
+                cuda = pick_cuda_version(list(request.allowed_cuda_versions), request.min_cuda_version)
+                if cuda is None:
+                    raise no_capacity
+            left = self._capacity.get(compute.id)
             if left is not None:
                 if left <= 0:
                     raise no_capacity
-                self._capacity[gpu.id] = left - 1
-            pod = self._place(request, gpu, volume, cloud, cost, cuda, data_center)
+                self._capacity[compute.id] = left - 1
+            pod = self._place(request, compute, volume, cloud, cost, cuda, data_center)
             self._tick_locked()  # zero-second phases take effect at once
             return self._view(pod, self.clock.now())
 
-    def _check_gpu(self, request: PodRequest) -> GpuType:
-        gpu = GPU_TYPES.get(request.gpu_type_id)
-        if gpu is None:
-            raise Refused(Refusal.RULE, f"unknown GPU type {request.gpu_type_id!r}", "gpu_type")
-        if not 1 <= request.gpu_count <= gpu.max_count:
-            raise Refused(
-                Refusal.RULE,
-                f"{request.gpu_count} GPUs requested; a pod of {gpu.id} holds 1 to {gpu.max_count}",
-                "gpu_count",
-            )
+    def _check_compute(self, request: PodRequest) -> Compute:
+        """What the pod runs on: its CPU flavor and vCPUs if it names one, else its GPU type and count."""
+        if request.cpu_flavor_id is not None:
+            flavor = CPU_FLAVORS.get(request.cpu_flavor_id)
+            if flavor is None:
+                raise Refused(Refusal.RULE, f"unknown CPU flavor {request.cpu_flavor_id!r}", "cpu_flavor")
+            problem = flavor.vcpu_problem(request.vcpu_count)
+            if problem is not None:
+                raise Refused(Refusal.RULE, problem, "vcpu_count")
+            compute = Compute(gpu=None, cpu=flavor, count=request.vcpu_count)
+        else:
+            gpu = GPU_TYPES.get(request.gpu_type_id)
+            if gpu is None:
+                raise Refused(Refusal.RULE, f"unknown GPU type {request.gpu_type_id!r}", "gpu_type")
+            if not 1 <= request.gpu_count <= gpu.max_count:
+                raise Refused(
+                    Refusal.RULE,
+                    f"{request.gpu_count} GPUs requested; a pod of {gpu.id} holds 1 to {gpu.max_count}",
+                    "gpu_count",
+                )
+            compute = Compute(gpu=gpu, cpu=None, count=request.gpu_count)
         for dc in request.data_center_ids:
             if dc not in self._known_data_centers():
                 raise Refused(Refusal.RULE, f"unknown data center {dc!r}", "data_center")
-        return gpu
+        return compute
 
     def _check_volume(self, request: PodRequest) -> Volume | None:
         if request.network_volume_id is None:
@@ -496,14 +524,17 @@ class Account:
         with self._lock:
             return sorted((reg_id, name) for name, reg_id in self.registries.items())
 
-    def _price(self, request: PodRequest, gpu: GpuType, cloud: str, data_center: str) -> float:
+    def _price(self, request: PodRequest, compute: Compute, cloud: str, data_center: str) -> float:
         """$/h the pod will bill: the bid for spot (at least the current floor there), else the on-demand price."""
         no_capacity = Refused(Refusal.CAPACITY, NO_CAPACITY_SPOT if request.spot else NO_CAPACITY_ON_DEMAND)
         if not request.spot:
-            price = gpu.on_demand_price(cloud)
+            price = compute.on_demand_price(cloud)
             if price is None:  # the type is not sold in that cloud: RunPod finds no machine
                 raise no_capacity
-            return round(price * request.gpu_count, 6)
+            return price
+        gpu = compute.gpu
+        if gpu is None:  # spot exists for GPUs only (GraphQL podRentInterruptable)
+            raise Refused(Refusal.RULE, "spot pods need a GPU type", "gpu_type")
         floor = self.bid_floor.minimum_bid(gpu, cloud, data_center, self.clock.now())
         if floor is None:
             raise no_capacity
@@ -520,11 +551,11 @@ class Account:
     def _place(
         self,
         request: PodRequest,
-        gpu: GpuType,
+        compute: Compute,
         volume: Volume | None,
         cloud: str,
         cost: float,
-        cuda: str,
+        cuda: str | None,
         data_center: str,
     ) -> _Pod:
         now = self.clock.now()
@@ -541,7 +572,7 @@ class Account:
         pod = _Pod(
             id=pod_id,
             request=request,
-            gpu=gpu,
+            compute=compute,
             cloud=cloud,
             cost_per_hr=cost,
             data_center_id=data_center,
@@ -731,9 +762,9 @@ class Account:
     def _outbid(self, pod: _Pod, now: float) -> bool:
         if not (self.outbid_preemption and pod.request.spot and pod.status in ACTIVE_STATUSES):
             return False
-        if pod.stopping is not None or pod.request.bid_per_gpu is None:
+        if pod.stopping is not None or pod.request.bid_per_gpu is None or pod.compute.gpu is None:
             return False
-        floor = self.bid_floor.minimum_bid(pod.gpu, pod.cloud, pod.data_center_id, now)
+        floor = self.bid_floor.minimum_bid(pod.compute.gpu, pod.cloud, pod.data_center_id, now)
         return floor is not None and pod.request.bid_per_gpu + 1e-9 < floor
 
     def _pull_fails(self, pod: _Pod) -> bool:
@@ -760,18 +791,21 @@ class Account:
         view = self._view(pod, now)
         command = self.pod_command
         argv = list(command(view) if callable(command) else command)
+        # RunPod substitutes {{ RUNPOD_SECRET_<name> }} as the container boots, with the secret's value
+        # then: into this container's environment only (the pod, as listed, keeps the placeholder).
         env = container_env(
-            pod.request.env,
+            self.secrets.substitute(pod.request.env),
             self._injected_env(pod),
             mount_path=pod.request.mount_path,
             mount_dir=pod.mount_dir,
         )
         try:
             pod.container = Container(argv, cwd=fresh_dir(pod.folder / "container"), env=env, log_path=pod.log_path)
-        except OSError as exc:
-            # An image whose command cannot start crash-loops on RunPod; do the same.
+        except (OSError, ValueError) as exc:
+            # An image whose command cannot start crash-loops on RunPod; do the same. (The error names
+            # no environment value: a secret's value must never reach the log.)
             with open(pod.log_path, "a", encoding="utf-8") as out:
-                out.write(f"fake RunPod: cannot start {argv!r}: {exc}\n")
+                out.write(f"fake RunPod: cannot start {argv!r}: {type(exc).__name__}\n")
             pod.exit_codes.append(127)
             pod.next_start_at = now + self.timing.restart_delay_seconds
             return
@@ -785,11 +819,12 @@ class Account:
             "RUNPOD_API_KEY": pod.api_key,
             "RUNPOD_DC_ID": pod.data_center_id,
             "RUNPOD_POD_HOSTNAME": pod.host_id,
-            "RUNPOD_GPU_COUNT": str(pod.request.gpu_count),
-            "RUNPOD_CPU_COUNT": str(VCPUS_PER_GPU * pod.request.gpu_count),
+            "RUNPOD_GPU_COUNT": str(pod.compute.gpu_count),
+            "RUNPOD_CPU_COUNT": str(pod.compute.vcpus),
             "PUBLIC_KEY": "",
-            "CUDA_VERSION": pod.cuda_version,
         }
+        if pod.cuda_version is not None:  # a GPU host's; a CPU pod has none
+            env["CUDA_VERSION"] = pod.cuda_version
         if pod.request.network_volume_id is not None:
             env["RUNPOD_VOLUME_ID"] = pod.request.network_volume_id
         if self.api_url:
@@ -873,8 +908,8 @@ class Account:
             id=pod.id,
             name=pod.request.name,
             status=pod.status,
-            gpu_type=pod.gpu.id,
-            gpu_count=pod.request.gpu_count,
+            gpu_type=pod.compute.gpu.id if pod.compute.gpu is not None else None,
+            gpu_count=pod.compute.gpu_count,
             spot=pod.request.spot,
             cloud=pod.cloud,
             cost_per_hr=pod.cost_per_hr,
@@ -905,8 +940,13 @@ class Account:
             request=pod.request,
             registry=pod.request.registry,
             minimum_bid=(
-                self.bid_floor.minimum_bid(pod.gpu, pod.cloud, pod.data_center_id, now) if pod.request.spot else None
+                self.bid_floor.minimum_bid(pod.compute.gpu, pod.cloud, pod.data_center_id, now)
+                if pod.request.spot and pod.compute.gpu is not None
+                else None
             ),
+            cpu_flavor=pod.compute.cpu.id if pod.compute.cpu is not None else None,
+            vcpu_count=pod.compute.vcpus,
+            memory_gb=pod.compute.memory_gb,
         )
 
 
@@ -921,16 +961,18 @@ def allowed_actions(status: str) -> list[str]:
     return []
 
 
-def _resolve_cloud(request: PodRequest, gpu: GpuType, volume: Volume | None) -> str:
+def _resolve_cloud(request: PodRequest, compute: Compute, volume: Volume | None) -> str:
     """The cloud a pod lands in: SECURE with a network volume, else as asked; ALL picks the cheaper offered one."""
     if volume is not None:
         return "SECURE"
     if request.cloud != "ALL":
         return request.cloud
-    if request.spot:
+    gpu = compute.gpu
+    prices: dict[str, float | None]
+    if request.spot and gpu is not None:
         prices = {"SECURE": gpu.secure_spot, "COMMUNITY": gpu.community_spot}
     else:
-        prices = {"SECURE": gpu.secure, "COMMUNITY": gpu.community}
+        prices = {cloud: compute.on_demand_price(cloud) for cloud in ("SECURE", "COMMUNITY")}
     offered = sorted((price, name) for name, price in prices.items() if price is not None)
     return offered[0][1] if offered else "SECURE"
 
@@ -945,6 +987,16 @@ def _known_gpu(gpu_type_id: str) -> GpuType:
     if gpu is None:
         raise ValueError(f"unknown GPU type {gpu_type_id!r}")
     return gpu
+
+
+def _known_compute_id(compute_id: str) -> Compute:
+    """One unit of a GPU type or a CPU flavor, by id (ValueError for neither): what the knobs are keyed by."""
+    if compute_id in GPU_TYPES:
+        return Compute(gpu=GPU_TYPES[compute_id], cpu=None, count=1)
+    flavor = CPU_FLAVORS.get(compute_id)
+    if flavor is None:
+        raise ValueError(f"unknown GPU type or CPU flavor {compute_id!r}")
+    return Compute(gpu=None, cpu=flavor, count=flavor.vcpu_min)
 
 
 def _human_time(clock: FakeClock, fake_seconds: float) -> str:

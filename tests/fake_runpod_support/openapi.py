@@ -7,6 +7,13 @@ well-formed, and the JSON body valid against the schema (JSON Schema 2020-12
 via ``jsonschema``, ``$ref`` resolved through ``referencing``, formats such as
 ``date-time`` checked). ``CONTRACT.request_problems(method, path, body)``
 checks what a client is about to send.
+
+RunPod's spec as copied predates some paths the fake serves; each of those
+comes as an overlay (``OVERLAY_PATHS``: ``openapi-v2-secrets.json`` for
+``/v2/account/secrets``), transcribed from RunPod's docs and merged into the
+spec's ``paths`` and ``components`` when it loads. An overlay only adds: a
+path or component the spec already has is an error, so an overlay never
+hides what RunPod's own spec says once it catches up.
 """
 
 from __future__ import annotations
@@ -24,14 +31,32 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 SPEC_PATH = Path(__file__).with_name("openapi-v2.json")
+OVERLAY_PATHS: tuple[Path, ...] = (Path(__file__).with_name("openapi-v2-secrets.json"),)
+"""Fragments transcribed from RunPod's docs for paths the copied spec lacks (each says its source)."""
 _SPEC_URI = "urn:runpod:openapi-v2"
+
+
+def merge_overlay(spec: dict[str, Any], overlay: dict[str, Any], source: str = "an overlay") -> None:
+    """Add ``overlay``'s paths and components to ``spec`` in place; anything already there is an error."""
+    for template, item in overlay.get("paths", {}).items():
+        if template in spec["paths"]:
+            raise ValueError(f"{source}: the spec already has path {template}; drop it from the overlay")
+        spec["paths"][template] = item
+    for section, entries in overlay.get("components", {}).items():
+        existing = spec.setdefault("components", {}).setdefault(section, {})
+        for name, entry in entries.items():
+            if name in existing:
+                raise ValueError(f"{source}: the spec already has components.{section}.{name}")
+            existing[name] = entry
 
 
 class OpenApiContract:
     """RunPod's v2 spec, loaded once, answering "does this exchange match?"."""
 
-    def __init__(self, path: Path = SPEC_PATH) -> None:
+    def __init__(self, path: Path = SPEC_PATH, overlays: tuple[Path, ...] = OVERLAY_PATHS) -> None:
         self.spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        for overlay in overlays:
+            merge_overlay(self.spec, json.loads(overlay.read_text(encoding="utf-8")), overlay.name)
         self._registry = Registry().with_resource(
             _SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT202012)
         )

@@ -1,6 +1,7 @@
 """RunPod's API, and the only module that knows its JSON.
 
-Pods are created, listed and terminated through REST v2 (``HPO_RUNPOD_REST_URL``,
+Pods (GPU pods, and CPU pods for a remote controller) are created, listed
+and terminated through REST v2 (``HPO_RUNPOD_REST_URL``,
 default ``https://api.runpod.io``, without a version: ``RUNPOD_API_URL`` is
 runpodctl's, with ``/v1`` in it); spot pods exist only through GraphQL
 ``podRentInterruptable`` (``RUNPOD_API_BASE_URL`` + ``/graphql``, the base the
@@ -39,6 +40,13 @@ total time is bounded: no try starts past its deadline, each try's timeout
 shrinks to what is left of it, and a body that trickles in is cut off at the
 try's timeout, so a server that accepts and never answers (or answers a byte
 at a time) costs at most the deadline plus one request timeout.
+
+The account's secrets (``/v2/account/secrets``) are written here too. A
+secret's value goes into one request body and nowhere else: never into a log
+line, an exception or a repr. An error answered to a call that carried a
+value keeps RunPod's own text only where it cannot be quoting that value
+(:func:`_scrub`); a create of a secret is never posted twice blindly (a 5xx
+is resolved by looking the name up, as for pods).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict, TypeVar
+from urllib.parse import quote
 
 import requests
 from tenacity import (
@@ -165,6 +174,17 @@ class GraphQLGoneError(ApiError):
     """
 
 
+class SecretExistsError(RequestRejectedError):
+    """RunPod already has a secret of that name (409 on create): update its value, or delete it first.
+
+    ``name`` is the secret's name (:meth:`RunPodApi.secrets` gives its id).
+    """
+
+    def __init__(self, message: str, *, name: str, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.name = name
+
+
 class CandidateRefusedError(CapacityError):
     """RunPod refused one create for a reason we do not recognise (a GraphQL error that names no capacity).
 
@@ -176,7 +196,11 @@ class CandidateRefusedError(CapacityError):
 
 @dataclass(frozen=True)
 class Pod:
-    """A pod as we use it (our names, not RunPod's)."""
+    """A pod as we use it (our names, not RunPod's).
+
+    A CPU pod (v2 ``cpu``) has ``cpu_flavor`` and ``vcpu_count``, ``gpu_type``
+    None and ``gpu_count`` 0; a GPU pod has ``cpu_flavor`` and ``vcpu_count`` None.
+    """
 
     id: str
     name: str
@@ -189,6 +213,10 @@ class Pod:
     started_at: datetime | None = None
     #: Seconds since the pod's container started (v2 ``runtime.uptime``; only while RUNNING).
     uptime_s: float | None = None
+    #: A CPU pod's flavor (``cpu3c``, ...), from v2 ``cpu.id``; None for a GPU pod or where unreadable.
+    cpu_flavor: str | None = None
+    #: A CPU pod's vCPUs (v2 ``cpu.vcpuCount``); None for a GPU pod or where unreadable.
+    vcpu_count: int | None = None
 
     def provider_time(self) -> float | None:
         """Epoch seconds on RunPod's clock when the pod was listed: ``startedAt`` + uptime (None if unknown).
@@ -204,7 +232,13 @@ class Pod:
 
 @dataclass(frozen=True)
 class PodRequest:
-    """What to create: one GPU type per request (v2 never falls back)."""
+    """What to create: one GPU type per request (v2 never falls back), or one CPU flavor.
+
+    With ``cpu_flavor`` set the pod is a CPU pod of ``vcpu_count`` vCPUs (a
+    power of two, at least 2): ``gpu_type``, ``gpu_count`` and
+    ``cuda_versions`` are ignored (pass ``gpu_type=""``). CPU pods are
+    on-demand only (REST v2): there is no spot CPU pod.
+    """
 
     name: str
     image: str
@@ -221,6 +255,10 @@ class PodRequest:
     registry_auth_id: str | None = None
     #: When RunPod itself ends the pod (GraphQL ``terminateAfter``; spot creates only), even with no controller alive.
     terminate_after: datetime | None = None
+    #: A CPU pod's flavor (``cpu3c``, ...; v2 ``cpu.id``); None for a GPU pod.
+    cpu_flavor: str | None = None
+    #: A CPU pod's vCPUs (v2 ``cpu.vcpuCount``); read only with ``cpu_flavor``.
+    vcpu_count: int = 2
 
 
 @dataclass(frozen=True)
@@ -321,6 +359,38 @@ def _snippet(body: bytes, limit: int = 60) -> str:
     text = body[: limit * 4].decode("utf-8", errors="replace")
     flat = " ".join(text.split())
     return repr(flat[:limit] + ("…" if len(flat) > limit else ""))
+
+
+_WITHHELD = "(RunPod's text withheld: it might quote the secret's value)"
+_QUOTE_RUN = 8
+"""Characters in a row that, shared by a text and a secret's value, make the text a possible quote of it."""
+_QUOTE_EDGE = 64 * 1024
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    """``text`` if it cannot be quoting ``secret`` (whole, escaped, or a run of it), else a note saying it was withheld.
+
+    A text that shares :data:`_QUOTE_RUN` characters in a row with the value
+    (or with its JSON or Python escaping) is withheld whole: an answer may
+    quote a value cut short. A value shorter than that is looked for whole.
+    A long value is searched at its ends (:data:`_QUOTE_EDGE` characters each),
+    where a quote of it would start or end.
+    """
+    if not secret or not text:
+        return text
+    forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+    if len(secret) < _QUOTE_RUN:
+        return _WITHHELD if any(form in text for form in forms) else text
+    if any(form in text for form in forms):
+        return _WITHHELD
+    searched = [
+        form if len(form) <= 2 * _QUOTE_EDGE else form[:_QUOTE_EDGE] + "\0" + form[-_QUOTE_EDGE:] for form in forms
+    ]
+    for start in range(len(text) - _QUOTE_RUN + 1):
+        run = text[start : start + _QUOTE_RUN]
+        if any(run in form for form in searched):
+            return _WITHHELD
+    return text
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:
@@ -427,6 +497,24 @@ def pod_from_json(raw: Any) -> Pod:
             _warn_once(("gpu.count", pod_id), "RunPod reports pod %s with gpu.count %s: counting 1", pod_id, _kind(count))
     elif gpu is not None:
         _warn_once(("gpu", pod_id), "RunPod reports pod %s with gpu as %s: its GPU type is unknown", pod_id, _kind(gpu))
+    cpu_flavor: str | None = None
+    vcpu_count: int | None = None
+    cpu = raw.get("cpu")
+    if isinstance(cpu, Mapping):
+        if gpu is None:
+            gpu_count = 0  # a CPU pod
+        cpu_flavor = _text(cpu.get("id"))
+        vcpus = cpu.get("vcpuCount")
+        if isinstance(vcpus, int) and not isinstance(vcpus, bool) and vcpus >= 1:
+            vcpu_count = vcpus
+        elif vcpus is not None:
+            _warn_once(
+                ("cpu.vcpuCount", pod_id), "RunPod reports pod %s with cpu.vcpuCount %s: unknown", pod_id, _kind(vcpus)
+            )
+    elif cpu is not None:
+        _warn_once(
+            ("cpu", pod_id), "RunPod reports pod %s with cpu as %s: its CPU flavor is unknown", pod_id, _kind(cpu)
+        )
     cost = _price(raw.get("cost"))
     if cost is None and raw.get("cost") is not None:
         _warn_once(
@@ -443,6 +531,8 @@ def pod_from_json(raw: Any) -> Pod:
         created_at=_parse_time(raw.get("createdAt")),
         started_at=_parse_time(raw.get("startedAt")),
         uptime_s=_uptime(raw.get("runtime")),
+        cpu_flavor=cpu_flavor,
+        vcpu_count=vcpu_count,
     )
 
 
@@ -462,14 +552,22 @@ def _pod_list(body: Any) -> list[Pod]:
 
 
 def create_body(request: PodRequest) -> dict[str, Any]:
-    """The ``POST /v2/pods`` body for ``request`` (secure cloud, the network volume at its mount path)."""
-    gpu: dict[str, Any] = {"id": request.gpu_type, "count": request.gpu_count}
-    if request.cuda_versions:
-        gpu["allowedCudaVersions"] = list(request.cuda_versions)
+    """The ``POST /v2/pods`` body for ``request`` (secure cloud, the network volume at its mount path).
+
+    A CPU request sends ``cpu: {id, vcpuCount}`` and no ``gpu`` (v2 takes exactly one of them).
+    """
+    compute: dict[str, Any]
+    if request.cpu_flavor is not None:
+        compute = {"cpu": {"id": request.cpu_flavor, "vcpuCount": request.vcpu_count}}
+    else:
+        gpu: dict[str, Any] = {"id": request.gpu_type, "count": request.gpu_count}
+        if request.cuda_versions:
+            gpu["allowedCudaVersions"] = list(request.cuda_versions)
+        compute = {"gpu": gpu}
     body: dict[str, Any] = {
         "name": request.name,
         "image": request.image,
-        "gpu": gpu,
+        **compute,
         "cloud": "SECURE",
         "disk": request.container_disk_gb,
         "env": dict(request.env),
@@ -507,7 +605,9 @@ def _gql(value: Any) -> str:
 
 
 def spot_input(request: PodRequest, bid_per_gpu: float) -> dict[str, Any]:
-    """The ``podRentInterruptable`` input for ``request`` at ``bid_per_gpu``."""
+    """The ``podRentInterruptable`` input for ``request`` at ``bid_per_gpu`` (GPU pods only: ValueError for CPU)."""
+    if request.cpu_flavor is not None:
+        raise ValueError(f"pod {request.name!r}: a CPU pod cannot be spot (RunPod's spot is for GPUs only)")
     data: dict[str, Any] = {
         "bidPerGpu": round(bid_per_gpu, 4),
         "cloudType": _Enum("SECURE"),
@@ -809,6 +909,33 @@ class RunPodApi:
 
         return self._call("GET", "/v2/catalog/gpus", parse=parse)
 
+    def cpu_prices(self) -> dict[str, float]:
+        """Secure Cloud on-demand $/vCPU-hour per CPU flavor (``cpu3c``, ...), from ``GET /v2/catalog/cpus``.
+
+        A pod of a flavor costs this times its vCPUs per hour. A catalog entry
+        without a string ``id`` or a ``price.securePerVcpu`` that is a number
+        >= 0 is left out with a warning; an answer that is not ``{"cpus": [...]}``
+        is junk (retried, then :class:`ApiUnavailableError`).
+        """
+
+        def parse(body: Any) -> dict[str, float]:
+            prices: dict[str, float] = {}
+            for index, raw in enumerate(_list(_object(body, "the answer").get("cpus"), "cpus")):
+                flavor = _text(raw.get("id")) if isinstance(raw, Mapping) else None
+                table = raw.get("price") if isinstance(raw, Mapping) else None
+                price = _price(table.get("securePerVcpu")) if isinstance(table, Mapping) else None
+                if not flavor or price is None:
+                    _warn_once(
+                        ("cpus", str(index), _kind(raw)),
+                        "GET /v2/catalog/cpus: skipping entry %d (%s without a string id and a price per vCPU)",
+                        index, _kind(raw),
+                    )
+                    continue
+                prices[flavor] = price
+            return prices
+
+        return self._call("GET", "/v2/catalog/cpus", parse=parse)
+
     def spot_prices(self) -> dict[str, float]:
         """Secure Cloud spot $/GPU-hour per GPU type, from GraphQL ``gpuTypes`` (v2 has no spot price)."""
         types = self._graphql_call(
@@ -868,6 +995,96 @@ class RunPodApi:
             "query { myself { networkVolumes { id name size dataCenterId } } }", field_name="myself", parse=graphql, retry=True
         )
 
+    # -- account secrets (for the remote controller's API key) ------------------------------
+
+    def secrets(self) -> dict[str, str]:
+        """The account's secrets, id by name, from ``GET /v2/account/secrets`` (RunPod never returns values).
+
+        An entry without a string ``id`` and ``name`` is skipped with a warning.
+        """
+        return self._call("GET", "/v2/account/secrets", parse=_secrets_by_name)
+
+    def create_secret(self, name: str, value: str, description: str = "") -> str:
+        """Create the secret ``name`` holding ``value``; returns its id.
+
+        Never posted twice blindly: after a 5xx, junk or a lost answer the
+        name is looked up, and a secret of that name is taken as this create's
+        (its id is returned); absent, the create is posted again. ``value``
+        never appears in a log line or an error.
+
+        Raises:
+            SecretExistsError: RunPod already has a secret of that name (409).
+            RequestRejectedError: RunPod refused the name, the value or the description (400/422).
+            ApiUnavailableError: RunPod kept failing, or no lookup answered after a create that may have worked.
+        """
+        body: dict[str, Any] = {"name": name, "value": value}
+        if description:
+            body["description"] = description
+        path = "/v2/account/secrets"
+        until = self._until()
+        last: ApiUnavailableError | None = None
+        for round_ in range(self._attempts):
+            try:
+                return self._call(
+                    "POST", path, json_body=body, parse=_secret_id, retry=False, until=until, secret=value
+                )
+            except _MaybeDone as lost:
+                last = lost.error
+                made = self._secret_lookup(name, until, lost.error)
+                if made is not None:
+                    log.info("create of secret %s failed (%s), but it exists (%s): using it", name, lost.error, made)
+                    return made
+                log.warning("create of secret %s failed (%s) and no secret of that name exists", name, lost.error)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                if last is not None:  # an earlier try, answered 5xx, did make it
+                    made = self._secret_lookup(name, until, last)
+                    if made is not None:
+                        return made
+                raise SecretExistsError(
+                    f"RunPod already has a secret named {name!r} ({exc}); update its value or delete it first",
+                    name=name, method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
+                ) from None
+            wait = min(self._max_wait, 2.0)
+            if round_ + 1 >= self._attempts or time.monotonic() + wait >= until:
+                break
+            self._sleep(wait)
+        raise ApiUnavailableError(
+            f"POST {path}: creating secret {name!r} kept failing (last: {last}); a lookup by name shows no such secret",
+            method="POST", path=path, status=last.status if last else None, detail=last.detail if last else "",
+        )
+
+    def _secret_lookup(self, name: str, until: float, cause: ApiUnavailableError) -> str | None:
+        """The id of secret ``name`` after a create that may have made it; ApiUnavailableError if no listing answers."""
+        try:
+            found = self._call("GET", "/v2/account/secrets", parse=_secrets_by_name, until=until)
+        except ApiUnavailableError as exc:
+            raise ApiUnavailableError(
+                f"{cause} and no lookup by name has answered since ({exc}): secret {name!r} may exist; "
+                f"list the secrets before creating it again",
+                method=cause.method, path=cause.path, status=cause.status, detail=cause.detail,
+            ) from None
+        return found.get(name)
+
+    def update_secret(self, secret_id: str, value: str) -> None:
+        """Rotate secret ``secret_id``'s value (``PATCH``; pods see it when their container next starts).
+
+        Retried like a read (setting the same value twice is harmless). A
+        secret RunPod does not know raises :class:`ApiError` with status 404.
+        ``value`` never appears in a log line or an error.
+        """
+        path = f"/v2/account/secrets/{quote(secret_id, safe='')}"
+        self._call("PATCH", path, json_body={"value": value}, parse=_any, retry=True, secret=value)
+
+    def delete_secret(self, secret_id: str) -> None:
+        """Delete secret ``secret_id``; one already gone (404) is success."""
+        try:
+            self._call("DELETE", f"/v2/account/secrets/{quote(secret_id, safe='')}", parse=_any)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
     # -- HTTP -----------------------------------------------------------------------------
 
     def _until(self) -> float:
@@ -879,7 +1096,15 @@ class RunPodApi:
         return min(self._timeout, max(1.0, until - time.monotonic()))
 
     def _send(
-        self, method: str, path: str, what: str, idempotent: bool, until: float, *, json_body: Any = None
+        self,
+        method: str,
+        path: str,
+        what: str,
+        idempotent: bool,
+        until: float,
+        *,
+        json_body: Any = None,
+        secret: str | None = None,
     ) -> _Answer:
         """One HTTP request, its body read in full; a transport failure becomes the exception its retry policy needs.
 
@@ -916,7 +1141,9 @@ class RunPodApi:
                 raise _Transient(error) from exc
             raise _MaybeDone(error) from exc
         except requests.RequestException as exc:  # a malformed URL and the like: retrying will not help
-            raise ApiError(f"{what}: {type(exc).__name__}: {_one_line(str(exc))}", method=method, path=path) from exc
+            text = _scrub(_one_line(str(exc)), secret)
+            cause = None if secret else exc  # a traceback must not show an exception that may quote the value
+            raise ApiError(f"{what}: {type(exc).__name__}: {text}", method=method, path=path) from cause
         return _Answer(
             status=response.status_code,
             reason=_one_line(str(response.reason or "")),
@@ -928,7 +1155,14 @@ class RunPodApi:
         )
 
     def _answered(
-        self, answer: _Answer, method: str, path: str, what: str, idempotent: bool, parse: Callable[[Any], _T]
+        self,
+        answer: _Answer,
+        method: str,
+        path: str,
+        what: str,
+        idempotent: bool,
+        parse: Callable[[Any], _T],
+        secret: str | None = None,
     ) -> _T:
         """A 2xx (or stray 1xx/3xx) answer parsed by ``parse``; junk raises what its retry policy needs."""
         try:
@@ -937,9 +1171,10 @@ class RunPodApi:
                 raise _Junk(f"an unexpected redirect{where}" if answer.status >= 300 else "an interim status")
             return parse(_decode(answer))
         except _Junk as junk:
+            said = _scrub(str(junk), secret)  # junk quotes the body: a proxy may have echoed the value sent
             error = ApiUnavailableError(
-                f"{what}: RunPod answered {answer.status} with junk: {junk}",
-                method=method, path=path, status=answer.status, detail=str(junk),
+                f"{what}: RunPod answered {answer.status} with junk: {said}",
+                method=method, path=path, status=answer.status, detail=said,
             )
             if idempotent:
                 raise _Transient(error) from None
@@ -954,23 +1189,25 @@ class RunPodApi:
         json_body: Any = None,
         retry: bool | None = None,
         until: float | None = None,
+        secret: str | None = None,
     ) -> _T:
         """One REST call with the retry policy of its method; returns what ``parse`` makes of the JSON (None if empty).
 
         ``parse`` raises :class:`_Junk` on a shape it does not accept; that
         try then counts as failed like a 5xx. ``retry=False`` is for creates
         only: a 5xx, junk or a lost answer raises :class:`_MaybeDone` for
-        :meth:`_create_once` to resolve.
+        :meth:`_create_once` to resolve. ``secret`` is a value the body
+        carries: no error raised may quote it (:func:`_scrub`).
         """
         idempotent = method in ("GET", "DELETE") if retry is None else retry
         until = self._until() if until is None else until
         what = f"{method} {path.split('?', 1)[0]}"
 
         def once() -> _T:
-            answer = self._send(method, path, what, idempotent, until, json_body=json_body)
+            answer = self._send(method, path, what, idempotent, until, json_body=json_body, secret=secret)
             if answer.status < 400:
-                return self._answered(answer, method, path, what, idempotent, parse)
-            error = self._error(method, path, answer)
+                return self._answered(answer, method, path, what, idempotent, parse, secret)
+            error = self._error(method, path, answer, secret=secret)
             if isinstance(error, ApiUnavailableError):  # 429 or 5xx
                 if answer.status == 429 or idempotent:  # a 429 was not acted on: always safe to retry
                     raise _Transient(error, answer.retry_after)
@@ -1075,8 +1312,11 @@ class RunPodApi:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _error(method: str, path: str, answer: _Answer) -> CloudError:
-        """Turn a 4xx/5xx answer into the error its status code means (whatever shape its body has)."""
+    def _error(method: str, path: str, answer: _Answer, *, secret: str | None = None) -> CloudError:
+        """Turn a 4xx/5xx answer into the error its status code means (whatever shape its body has).
+
+        ``secret``: a value the request carried; RunPod's text is kept only where it cannot be quoting it.
+        """
         try:
             problem = _decode(answer)
         except _Junk:
@@ -1094,6 +1334,7 @@ class RunPodApi:
             detail += "; " + "; ".join(
                 _one_line(str(v.get("message", v) if isinstance(v, Mapping) else v), 120) for v in violations[:5]
             )
+        detail = _scrub(detail, secret)
         status = answer.status
         text = f"{method} {path.split('?', 1)[0]}: {status} {detail}"
         args: _ErrorFields = {"method": method, "path": path, "status": status, "detail": detail}
@@ -1108,6 +1349,8 @@ class RunPodApi:
             return RequestRejectedError(text, **args)
         if status == 400 and path == "/v2/pods" and method == "POST":
             return (CapacityError if is_capacity_message(detail) else RequestRejectedError)(text, **args)
+        if status == 400 and path.startswith("/v2/account/secrets") and method in ("POST", "PATCH"):
+            return RequestRejectedError(text, **args)  # a name or value RunPod's rules refuse
         if status == 429 or status >= 500:
             return ApiUnavailableError(text, **args)
         return ApiError(text, **args)
@@ -1188,6 +1431,30 @@ def _decode(answer: _Answer) -> Any:
     except (ValueError, RecursionError):  # JSON, UTF-8 and nesting errors alike
         kind = f" ({answer.content_type})" if answer.content_type else ""
         raise _Junk(f"a body that is not JSON{kind}: {_snippet(answer.body)}") from None
+
+
+def _secret_id(body: Any) -> str:
+    """A created ``Secret``: its id (the rest is not needed); anything else is :class:`_Junk`."""
+    secret_id = _object(body, "the secret").get("id")
+    if not isinstance(secret_id, str) or not secret_id.strip():
+        raise _Junk(f"the secret has no usable id ({_kind(secret_id)})")
+    return secret_id
+
+
+def _secrets_by_name(body: Any) -> dict[str, str]:
+    """``GET /v2/account/secrets``: id by name; an entry without a string id and name is skipped with a warning."""
+    found: dict[str, str] = {}
+    for index, raw in enumerate(_list(_object(body, "the answer").get("secrets"), "secrets")):
+        secret_id = _text(raw.get("id")) if isinstance(raw, Mapping) else None
+        name = _text(raw.get("name")) if isinstance(raw, Mapping) else None
+        if not secret_id or not name:
+            _warn_once(
+                ("secrets", str(index), _kind(raw)),
+                "GET /v2/account/secrets: skipping entry %d (%s without a string id and name)", index, _kind(raw),
+            )
+            continue
+        found[name] = secret_id
+    return found
 
 
 def _gpu_types(value: Any) -> list[Mapping[str, Any]]:
