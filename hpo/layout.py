@@ -18,6 +18,10 @@
     hpo/<study>/jobs/<id>/launch.json                    hpo job: what runs it (pod id, pid)
     hpo/<study>/jobs/<id>/log.txt                        job <id>'s runner only: the command's output
     hpo/<study>/jobs/<id>/status.json                    job <id>'s runner only: running, then how it ended
+    hpo/<study>/controller/bundle-<sha256>.json          hpo run --remote: the study and code its controller pod runs
+    hpo/<study>/controller/log.txt                       the controller pod only: the controller's output
+    hpo/<study>/controller/restarts.json                 the controller pod only: its recent failed starts
+    hpo/<study>/controller/stop.json                     hpo stop: asks the study's controller to stop
 """
 
 from __future__ import annotations
@@ -175,6 +179,26 @@ class StudyLayout:
 
     def job_status(self, job_id: str) -> str:
         return f"{self.job_dir(job_id)}/status.json"
+
+    @property
+    def controller_dir(self) -> str:
+        """Where a controller running elsewhere (``hpo run --remote``) and ``hpo stop`` keep their files."""
+        return f"{self.root}/controller"
+
+    def controller_bundle(self, sha256: str) -> str:
+        return f"{self.controller_dir}/bundle-{sha256}.json"
+
+    @property
+    def controller_log(self) -> str:
+        return f"{self.controller_dir}/log.txt"
+
+    @property
+    def controller_restarts(self) -> str:
+        return f"{self.controller_dir}/restarts.json"
+
+    @property
+    def controller_stop(self) -> str:
+        return f"{self.controller_dir}/stop.json"
 
 
 def _epoch_suffix(epoch: int, token: str) -> str:

@@ -36,6 +36,22 @@ pid, an id or host that is not a short string, make the lease invalid: it is
 treated as stale (taken over) with a warning naming the file, never as a
 300-digit countdown. Only what a lease may claim is checked here; how it is
 taken (write, settle, read back) and the epoch fencing behind it are unchanged.
+
+A controller may run on a RunPod pod of its own (``hpo run --remote``); its
+lease then names the pod (``pod``), so that a refusal says which pod holds the
+study and how to stop it (``hpo stop --study NAME``), and ``hpo status`` says
+where the controller runs. Every lease also records when its holder first took
+it (``started_at``, kept across renewals): the controller's uptime. Leases
+written before either existed still parse (both None).
+
+The pod's id is what makes a same-pod lease stale at once: RunPod restarts a
+pod's container in place (same pod id, a fresh process), so a lease that names
+this very pod was written by a process that is gone, as surely as a dead pid
+on this host (which the pid check cannot tell there: a fresh container hands
+out the same pids, and its host name is the pod's as before). Only a
+controller started by the pod's own entry point (one per container) passes
+``pod``; a second process on the same pod passing it would take a live lease
+over (the journal's fence would still stop the older one).
 """
 
 from __future__ import annotations
@@ -43,6 +59,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -67,19 +84,43 @@ MAX_PID = 2**32
 #: The longest holder id and host name a lease may carry.
 MAX_ID_CHARS = 64
 MAX_HOST_CHARS = 255
+#: A RunPod pod id as a lease may name it: letters, digits, ``_`` or ``-``, at most 64 characters.
+POD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
 class LeaseHolder:
-    """Who holds a study."""
+    """Who holds a study.
+
+    Attributes:
+        id: The holder's random id (one per :class:`Lease` object).
+        host: Its host name.
+        pid: Its process id on that host.
+        expires_at: Wall-clock time the lease runs out unless renewed.
+        pod: The RunPod pod it runs on, for a controller running on a pod of its own (None: elsewhere,
+            or a lease written before leases named pods).
+        started_at: Wall-clock time it first took the lease (None: a lease written before leases said so).
+    """
 
     id: str
     host: str
     pid: int
     expires_at: float
+    pod: str | None = None
+    started_at: float | None = None
 
     def describe(self) -> str:
+        if self.pod is not None:
+            return f"the remote controller on pod {self.pod}"
         return f"pid {self.pid} on {self.host}"
+
+    def live(self, now: float) -> bool:
+        """Whether the holder may still be running: its lease has not expired, and it is no dead process on this host."""
+        return self.expires_at > now and not _same_host_and_dead(self)
+
+    def uptime(self, now: float) -> float | None:
+        """Seconds since it took the lease (never below zero), or None if its lease does not say."""
+        return None if self.started_at is None else max(0.0, now - self.started_at)
 
 
 def parse_holder(raw: Any, now: float, ttl: float) -> LeaseHolder:
@@ -104,7 +145,16 @@ def parse_holder(raw: Any, now: float, ttl: float) -> LeaseHolder:
     limit = now + ttl + MAX_LEASE_AHEAD
     if expires > limit:
         raise ValueError(f"'expires_at' is {human_seconds(expires - now)} away, more than a lease can claim")
-    return LeaseHolder(holder_id, host, pid, float(expires))
+    pod, started = raw.get("pod"), raw.get("started_at")
+    if pod is not None and (not isinstance(pod, str) or not POD_ID.fullmatch(pod)):
+        raise ValueError("'pod' must be a pod id: 1 to 64 letters, digits, '_' or '-'")
+    if started is not None:
+        if not isinstance(started, (int, float)) or isinstance(started, bool) or not math.isfinite(started):
+            raise ValueError("'started_at' must be a finite number")
+        if started > now + MAX_LEASE_AHEAD:
+            raise ValueError(f"'started_at' is {human_seconds(started - now)} in the future, more than clocks differ by")
+        started = float(started)
+    return LeaseHolder(holder_id, host, pid, float(expires), pod, started)
 
 
 def human_seconds(seconds: float) -> str:
@@ -143,6 +193,9 @@ class Lease:
         clock: Wall-clock time (expiry must mean the same on every host).
         sleep: Used for the settle delay; injectable for tests.
         settle: Seconds to wait between writing and reading back the lease.
+        pod: The RunPod pod this controller runs on (its own pod's id), recorded in the lease;
+            None for a controller elsewhere (a laptop, a workstation). ``ValueError`` if it is
+            no pod id (:data:`POD_ID`): every reader would find the lease invalid.
     """
 
     def __init__(
@@ -154,7 +207,10 @@ class Lease:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         settle: float = 0.05,
+        pod: str | None = None,
     ) -> None:
+        if pod is not None and not POD_ID.fullmatch(pod):
+            raise ValueError(f"not a pod id: {pod!r}")
         self._volume = volume
         self._key = StudyLayout(study).lease
         self._study = study
@@ -163,8 +219,10 @@ class Lease:
         self._sleep = sleep
         self._settle = settle
         self.id = uuid.uuid4().hex
+        self.pod = pod
         self.held = False
         self._written_at: float | None = None  # when this process last wrote the lease (its clock)
+        self._started_at: float | None = None  # when it first took the lease: written with every renewal
 
     def current(self) -> LeaseHolder | None:
         """The lease as recorded on the volume, or None."""
@@ -179,15 +237,25 @@ class Lease:
             return None
 
     def acquire(self) -> None:
-        """Take the lease, or raise :class:`LeaseError` naming the live holder."""
+        """Take the lease, or raise :class:`LeaseError` naming the live holder.
+
+        A lease that names this controller's own pod is stale whatever its
+        expiry: RunPod restarted the pod's container, and the process that
+        wrote it is gone (see the module's notes).
+        """
         holder = self.current()
-        if holder and holder.id != self.id and holder.expires_at > self._clock() and not _same_host_and_dead(holder):
+        if holder and holder.id != self.id and holder.live(self._clock()) and not self._same_pod(holder):
+            stop = f"`hpo stop --study {self._study}` stops it" if holder.pod is not None else "stop it first"
             raise LeaseError(
                 f"study {self._study!r} is held by another controller ({holder.describe()}, "
-                f"lease expires in {human_seconds(holder.expires_at - self._clock())}); stop it first, "
+                f"lease expires in {human_seconds(holder.expires_at - self._clock())}); {stop}, "
                 f"or wait for its lease to expire; if that controller is gone for good, delete "
                 f"{self._key} on the volume ({self._volume.url})"
             )
+        if holder and holder.id != self.id and self._same_pod(holder) and holder.expires_at > self._clock():
+            log.info("study %r: taking over the lease of an earlier container of this pod (%s)", self._study, self.pod)
+        if not self.held:
+            self._started_at = self._clock()
         self._write()
         self._sleep(self._settle)
         now = self.current()
@@ -223,10 +291,19 @@ class Lease:
             self._volume.delete(self._key)
         self.held = False
 
+    def _same_pod(self, holder: LeaseHolder) -> bool:
+        """Whether ``holder`` ran on this controller's own pod (an earlier container of it: gone)."""
+        return self.pod is not None and holder.pod == self.pod
+
     def _write(self) -> None:
         now = self._clock()
-        self._volume.write_json(
-            self._key,
-            {"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "expires_at": now + self._ttl},
-        )
+        if self._started_at is None:
+            self._started_at = now
+        record: dict[str, Any] = {
+            "id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "expires_at": now + self._ttl,
+            "started_at": self._started_at,
+        }
+        if self.pod is not None:
+            record["pod"] = self.pod
+        self._volume.write_json(self._key, record)
         self._written_at = now

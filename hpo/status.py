@@ -3,14 +3,22 @@
 Read-only: it opens the journal as a reader, so it runs beside a live
 controller (on the same machine or another one). A cost still accruing (a
 pod billing now) is counted up to this moment from its attempt record.
+
+Where the controller runs is read from the study's lease (:mod:`hpo.lease`):
+a RunPod pod of its own, a process on some host, or none (no lease, or one
+that expired). A controller pod's cost is its record in the study
+(:mod:`hpo.cost._controller`), counted up to this moment while its lease is
+live, like a running attempt's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import socket
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +26,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.backends import find_plugin
 from hpo.config import StudyConfig
-from hpo.cost import BudgetGuard, Overhead, Spend, TrialCost, study_overhead, trial_costs
+from hpo.cost import (
+    BudgetGuard,
+    ControllerCost,
+    Overhead,
+    Spend,
+    TrialCost,
+    load_controller_costs,
+    load_overhead,
+    total_overhead,
+    trial_costs,
+)
 from hpo.journal import open_storage
 from hpo.layout import StudyLayout
+from hpo.lease import Lease, LeaseHolder
 from hpo.records import LaunchRecord, read_launch
 from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_INTERRUPTION, ATTR_PREEMPTIONS, ATTR_QUEUED, int_attr
 from hpo.volume import Volume
@@ -65,6 +84,88 @@ class SpendSummary:
     cost_unit: str  # USD, or CPU-seconds for a study whose workers are free
     overhead_usd: float = 0.0  # warm workers' bills outside attempts (provisioning, image pull, idle); in ``usd``
     overhead_seconds: float = 0.0
+    controller_usd: float = 0.0  # what the study's controller pods cost (``hpo run --remote``); in ``usd``
+    controller_seconds: float = 0.0
+    controller_pods: int = 0  # how many controller pods that spans (0: the controller never ran on a pod)
+
+
+@dataclass(frozen=True)
+class ControllerView:
+    """Where the study's controller runs, as its lease says, and what its pod has cost so far.
+
+    Attributes:
+        running: Whether a controller holds a live lease.
+        where: ``"remote"`` (on a RunPod pod of its own), ``"local"`` (a process on some host), None (none runs).
+        pod: The pod of a remote controller.
+        host: The host its process runs on.
+        pid: Its process id there.
+        this_machine: Whether that host is the one ``hpo status`` runs on.
+        started_at: Epoch seconds it took the lease (None: its lease does not say).
+        uptime_seconds: Seconds since then.
+        usd: What its pod has cost so far (a remote controller whose cost is recorded).
+        lease_expires_at: When its lease runs out unless renewed.
+    """
+
+    running: bool
+    where: str | None = None
+    pod: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    this_machine: bool = False
+    started_at: float | None = None
+    uptime_seconds: float | None = None
+    usd: float | None = None
+    lease_expires_at: float | None = None
+
+
+def controller_view(
+    holder: LeaseHolder | None, costs: Mapping[str, ControllerCost], now: float, *, hostname: str | None = None
+) -> ControllerView:
+    """The controller as ``holder`` (the study's lease, or None) says, with its pod's cost from ``costs``.
+
+    A lease that expired, or names a dead process on this machine, is no
+    controller running. ``hostname``: this machine's (default: its own).
+    """
+    if holder is None or not holder.live(now):
+        return ControllerView(running=False)
+    record = costs.get(holder.pod) if holder.pod is not None else None
+    return ControllerView(
+        running=True,
+        where="remote" if holder.pod is not None else "local",
+        pod=holder.pod,
+        host=holder.host,
+        pid=holder.pid,
+        this_machine=holder.host == (socket.gethostname() if hostname is None else hostname),
+        started_at=holder.started_at,
+        uptime_seconds=holder.uptime(now),
+        usd=None if record is None else record.usd,
+        lease_expires_at=holder.expires_at,
+    )
+
+
+def read_controller(
+    volume: Volume, study: str, costs: Mapping[str, ControllerCost] | None = None, now: float | None = None
+) -> ControllerView:
+    """Where the study's controller runs, read from its lease now (an unreadable lease: none, with a warning)."""
+    now = time.time() if now is None else now
+    return controller_view(Lease(volume, study).current(), costs or {}, now)
+
+
+def _to_now(costs: Mapping[str, ControllerCost], holder: LeaseHolder | None, now: float) -> dict[str, ControllerCost]:
+    """``costs`` with the live controller pod's record counted up to ``now`` (its pod bills on since it was saved).
+
+    Only the pod that holds a live lease: a pod whose controller is gone
+    without a last record is not known to bill on.
+    """
+    found = dict(costs)
+    if holder is None or holder.pod is None or not holder.live(now):
+        return found
+    record = found.get(holder.pod)
+    if record is not None and not record.billed:
+        found[holder.pod] = dataclasses.replace(
+            record, usd=record.usd_at(now), seconds=max(record.seconds, now - record.started_at)
+        )
+    return found
 
 
 def _worker(
@@ -93,10 +194,13 @@ def _worker(
 
 @dataclass(frozen=True)
 class StudyView:
-    """A study as ``hpo status`` shows it: its trials' rows, and what warm workers billed outside them."""
+    """A study as ``hpo status`` shows it: its trials' rows, what warm workers and controller pods billed outside
+    them, and where its controller runs."""
 
     rows: list[TrialRow]
     overhead: Overhead
+    controller_costs: dict[str, ControllerCost] = field(default_factory=dict)  # by pod, the live one to now
+    controller: ControllerView = ControllerView(running=False)
 
 
 def study_view(
@@ -106,7 +210,7 @@ def study_view(
     live: Mapping[AttemptRef, WorkerHandle] | None = None,
     cache_dir: Path | None = None,
 ) -> StudyView | None:
-    """Every trial of the study, in order, and its overhead; None if the study has not been run yet.
+    """Every trial of the study, in order, its overhead and controller; None if the study has not been run yet.
 
     ``live`` (the backend's live workers, if it could be asked) adds what the
     backend sees now (a pod's status and uptime) to what the launch records say.
@@ -117,9 +221,18 @@ def study_view(
         return None
     layout = StudyLayout(config.name)
     trials = study.get_trials(deepcopy=False)
-    costs = trial_costs(storage.optuna, study._study_id, trials, time.time())
+    now = time.time()
+    costs = trial_costs(storage.optuna, study._study_id, trials, now)
     rows = [_row(trial, costs.get(trial.number), config, volume, layout, live) for trial in trials]
-    return StudyView(rows, study_overhead(storage.optuna, study._study_id))
+    attrs = storage.optuna.get_study_system_attrs(study._study_id)
+    holder = Lease(volume, config.name).current()
+    controller_costs = _to_now(load_controller_costs(attrs), holder, now)
+    return StudyView(
+        rows,
+        total_overhead(load_overhead(attrs).values()),
+        controller_costs,
+        controller_view(holder, controller_costs, now),
+    )
 
 
 def study_rows(
@@ -204,16 +317,24 @@ NEAR_BEST = 0.01
 """How close to the best loss a trial must be for "the cheapest one about as good" (1 %)."""
 
 
-def spend_summary(rows: Sequence[TrialRow], config: StudyConfig, overhead: Overhead | None = None) -> SpendSummary:
+def spend_summary(
+    rows: Sequence[TrialRow],
+    config: StudyConfig,
+    overhead: Overhead | None = None,
+    controller_costs: Iterable[ControllerCost] = (),
+) -> SpendSummary:
     """The study's spend so far, its budget left, and the cheapest trial within 1 % of the best loss.
 
     The loss of a trial is the best value it reported or returned, so a
     pruned trial counts at the point it was stopped; the cost is USD, or
     CPU-seconds where no trial cost money (local processes). ``overhead``
-    (warm workers' time outside attempts) counts in the spend and the budget.
+    (warm workers' time outside attempts) and ``controller_costs`` (the
+    controller pods') count in the spend and the budget.
     """
     overhead = overhead or Overhead(0.0, 0.0, 0)
-    usd = sum(r.cost_usd or 0.0 for r in rows) + overhead.usd
+    controllers = list(controller_costs)
+    controller_usd = math.fsum(c.usd for c in controllers)
+    usd = sum(r.cost_usd or 0.0 for r in rows) + overhead.usd + controller_usd
     gpu_seconds = sum(r.gpu_seconds or 0.0 for r in rows)
     cpu = sum(r.cpu_seconds or 0.0 for r in rows)
     guard = BudgetGuard(config.budget.usd, config.budget.gpu_hours)
@@ -247,6 +368,9 @@ def spend_summary(rows: Sequence[TrialRow], config: StudyConfig, overhead: Overh
         cost_unit=unit,
         overhead_usd=overhead.usd,
         overhead_seconds=overhead.seconds,
+        controller_usd=controller_usd,
+        controller_seconds=math.fsum(c.seconds for c in controllers),
+        controller_pods=len(controllers),
     )
 
 

@@ -308,7 +308,8 @@ def test_only_the_fake_imports_the_fake_extras_libraries_and_nothing_imports_the
 
 def test_the_agent_imports_nothing_beyond_docker_agent_in() -> None:
     """A pod has docker/agent.in's closure (plus F5-TTS's): the agent, the backends (a pod ends itself
-    through the RunPod client), the volumes (S3 too), the journal and the config import with that alone."""
+    through the RunPod client), the volumes (S3 too), the journal and the config import with that alone,
+    and so does the controller a remote controller's pod runs (``hpo run --remote``: the same image)."""
     agent = closure(agent_requirements())
     assert {"optuna", "boto3", "requests", "pydantic", "pyyaml", "psutil", "tenacity", "numpy"} <= agent
     controller_only = {"optuna-dashboard", "plotly", "pandas", "rich", "matplotlib"}
@@ -323,6 +324,9 @@ def test_the_agent_imports_nothing_beyond_docker_agent_in() -> None:
                 if not info.name.endswith(".__main__"):
                     importlib.import_module(info.name)
         import requests, hpo.backends.runpod, hpo.volume._s3
+        import hpo.remote._pod, hpo.controller
+        from hpo.controller import LineProgress, StudyTally
+        LineProgress().message("a remote controller's line")
         """,
         _blocked_modules(agent),
     )

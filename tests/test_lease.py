@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +16,7 @@ from hooked_volume import HookedVolume
 
 from hpo.errors import JournalFencedError, LeaseError
 from hpo.journal import StudyStorage, open_storage
-from hpo.lease import Lease
+from hpo.lease import MAX_LEASE_AHEAD, Lease, parse_holder
 from hpo.volume import Volume
 
 
@@ -138,3 +141,103 @@ def test_two_controllers_holding_the_lease_drive_the_journal_one_at_a_time(volum
         old_journal.flush()
     late_journal.optuna.create_new_trial(late_journal.optuna.get_study_id_from_name("demo"))
     late_journal.flush()
+
+
+# ---------------------------------------------------------------------- a controller on a pod of its own
+
+
+def _pod_lease(volume: Volume, clock: FakeClock, pod: str | None) -> Lease:
+    return Lease(volume, "demo", ttl=60, clock=clock, sleep=lambda _: None, pod=pod)
+
+
+def test_a_lease_names_the_pod_and_when_its_holder_took_it_kept_across_renewals(volume: Volume) -> None:
+    clock = FakeClock()
+    lease = _pod_lease(volume, clock, "abc123xyz")
+    lease.acquire()
+    started = clock.now
+    clock.now += 25
+    lease.renew()
+    raw = volume.read_json("hpo/demo/lease.json")
+    assert raw["pod"] == "abc123xyz" and raw["started_at"] == started and raw["expires_at"] == started + 85
+    holder = lease.current()
+    assert holder is not None and holder.pod == "abc123xyz" and holder.started_at == started
+    assert holder.describe() == "the remote controller on pod abc123xyz"
+    assert holder.uptime(clock.now) == 25
+    assert parse_holder({**raw, "pod": None}, clock.now, 60).describe() == f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def test_a_lease_of_an_older_controller_without_pod_or_start_still_parses() -> None:
+    holder = parse_holder({"id": "old", "host": "laptop", "pid": 77, "expires_at": 1_000_060.0}, 1_000_000.0, 60)
+    assert (holder.pod, holder.started_at, holder.uptime(1_000_000.0)) == (None, None, None)
+    assert holder.describe() == "pid 77 on laptop"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"pod": ""}, "'pod'"),
+        ({"pod": "a b"}, "'pod'"),
+        ({"pod": "x" * 65}, "'pod'"),
+        ({"pod": 12345}, "'pod'"),
+        ({"pod": "\x1b[31mred"}, "'pod'"),
+        ({"started_at": float("nan")}, "'started_at' must be a finite number"),
+        ({"started_at": "yesterday"}, "'started_at' must be a finite number"),
+        ({"started_at": True}, "'started_at' must be a finite number"),
+        ({"started_at": 1_000_000.0 + MAX_LEASE_AHEAD + 3600}, "in the future"),
+    ],
+)
+def test_a_lease_claiming_a_bad_pod_or_start_is_invalid(changes: dict[str, object], reason: str) -> None:
+    raw = {"id": "x", "host": "h", "pid": 1, "expires_at": 1_000_060.0, **changes}
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_holder(raw, 1_000_000.0, 60)
+
+
+def test_an_invalid_pod_lease_is_stale_with_a_warning(volume: Volume, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    bad = {"id": "x", "host": "h", "pid": 1, "expires_at": clock.now + 600, "pod": "no such pod!"}
+    volume.write_json("hpo/demo/lease.json", bad)
+    lease = _lease(volume, clock)
+    with caplog.at_level(logging.WARNING):
+        lease.acquire()
+    assert lease.held and any("'pod'" in r.getMessage() for r in caplog.records)
+
+
+def test_a_lease_of_this_very_pod_is_stale_at_once_a_restarted_container(volume: Volume) -> None:
+    clock = FakeClock()
+    old = _pod_lease(volume, clock, "abc123xyz")
+    old.acquire()  # the pod's first container; RunPod restarts it in place, the process is gone
+    clock.now += 5
+    new = _pod_lease(volume, clock, "abc123xyz")
+    new.acquire()  # the lease is live for 55 s more, and names this very pod: taken over
+    assert new.held and volume.read_json("hpo/demo/lease.json")["id"] == new.id
+    assert volume.read_json("hpo/demo/lease.json")["started_at"] == clock.now
+    clock.now += 20  # the old process's renewal, were it alive, is due
+    with pytest.raises(LeaseError, match="taken over by the remote controller on pod abc123xyz"):
+        old.renew()
+
+
+def test_a_live_pod_lease_refuses_others_naming_the_pod_and_the_command_that_stops_it(volume: Volume) -> None:
+    clock = FakeClock()
+    _pod_lease(volume, clock, "abc123xyz").acquire()
+    for pod in ("otherpod42", None):  # another pod's controller, or one on a laptop
+        with pytest.raises(LeaseError) as info:
+            _pod_lease(volume, clock, pod).acquire()
+        said = str(info.value)
+        assert "the remote controller on pod abc123xyz" in said and "`hpo stop --study demo` stops it" in said
+        assert "lease expires in 1m 0s" in said and "delete hpo/demo/lease.json" in said
+        assert "\n" not in said
+    assert volume.read_json("hpo/demo/lease.json")["pod"] == "abc123xyz"  # left alone
+
+
+def test_a_live_local_lease_still_says_stop_it_first(volume: Volume) -> None:
+    clock = FakeClock()
+    _lease(volume, clock).acquire()
+    with pytest.raises(LeaseError) as info:
+        _pod_lease(volume, clock, "abc123xyz").acquire()  # a pod's controller finds the laptop's
+    assert "stop it first" in str(info.value) and "hpo stop" not in str(info.value)
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in str(info.value)
+
+
+def test_a_lease_refuses_to_record_what_is_no_pod_id(volume: Volume) -> None:
+    with pytest.raises(ValueError, match="not a pod id"):
+        _pod_lease(volume, FakeClock(), "pod with spaces")

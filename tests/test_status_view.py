@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import time
 from pathlib import Path
 
 import optuna
@@ -11,11 +14,13 @@ import pytest
 from optuna.trial import TrialState
 from studyfiles import hpo_in_process, make_workspace, study_config, study_volume
 
-from hpo.cli._status import _spend_lines
-from hpo.cost import Overhead
+from hpo.cli._status import _spend_lines, controller_line
+from hpo.cost import ControllerCost, Overhead, save_controller_cost
 from hpo.journal import open_storage
-from hpo.status import BEST_SHOWN, FAILED_SHOWN, TrialRow, rows_by_priority, spend_summary
+from hpo.lease import Lease, LeaseHolder
+from hpo.status import BEST_SHOWN, FAILED_SHOWN, TrialRow, controller_view, rows_by_priority, spend_summary
 from hpo.trial_attrs import ATTR_ATTEMPTS, ATTR_ERROR, ATTR_QUEUED
+from hpo.volume import Volume
 
 TRIALS = 300
 RUNNING = {296, 297, 298, 299}  # the last four; 297 and 299 wait for capacity (queued)
@@ -173,3 +178,135 @@ def test_the_spend_counts_warm_workers_overhead_and_says_so(tmp_path: Path) -> N
         "$0.0500, 180 worker-seconds"
     )
     assert not [text for text in _spend_lines(spend_summary(rows, config), config) if "overhead" in text]
+
+
+# ---------------------------------------------------------------------- where the controller runs, and its cost
+
+POD = "abc123xyz"
+
+
+def test_the_controller_line_says_where_it_runs_its_uptime_and_its_cost() -> None:
+    now = 2_000_000.0
+    pod = LeaseHolder("a", "c0ffee", 1, now + 60, pod=POD, started_at=now - 7510)
+    record = ControllerCost(POD, 0.17, 7500.0, 0.0816, now - 7500, billed=False)
+    remote = controller_view(pod, {POD: record}, now)
+    assert controller_line(remote) == f"controller: remote, pod {POD}, up 2h 5m, $0.1700 so far"
+    assert controller_line(controller_view(pod, {}, now)) == f"controller: remote, pod {POD}, up 2h 5m"
+    here = LeaseHolder("b", "laptop", 4242, now + 60, started_at=now - 200)
+    assert controller_line(controller_view(here, {}, now, hostname="laptop")) == (
+        "controller: pid 4242 on laptop (this machine), up 3m 20s"
+    )
+    old = LeaseHolder("c", "workstation", 4242, now + 60)  # an older controller's lease: no start recorded
+    assert controller_line(controller_view(old, {}, now, hostname="laptop")) == "controller: pid 4242 on workstation"
+    expired = LeaseHolder("d", "workstation", 4242, now - 1, pod=POD, started_at=now - 600)
+    for gone in (None, expired):
+        view = controller_view(gone, {POD: record}, now)
+        assert not view.running and controller_line(view) == "controller: none running"
+
+
+def test_the_spend_counts_the_controller_pods_and_says_so(tmp_path: Path) -> None:
+    config = study_config(make_workspace(tmp_path / "ws"), "steady")
+    rows = [
+        TrialRow(
+            number=0, state="complete", last_step=6, last_value=0.5, value=0.5, attempts=1, preemptions=0,
+            params={}, worker=None, error=None, best_value=0.5, cost_usd=0.2, gpu_seconds=600.0,
+        )
+    ]
+    pods = [
+        ControllerCost(POD, 0.12, 5000.0, 0.0816, 1_000_000.0, billed=True),
+        ControllerCost("secondpod2", 0.05, 2000.0, 0.09, 1_010_000.0, billed=False),
+    ]
+    spend = spend_summary(rows, config, None, pods)
+    assert spend.usd == pytest.approx(0.37) and spend.controller_usd == pytest.approx(0.17)
+    assert (spend.controller_seconds, spend.controller_pods) == (7000.0, 2)
+    [line] = [text for text in _spend_lines(spend, config) if text.startswith("spent:")]
+    assert line == "spent: $0.3700, 0.1667 GPU-hours; of it, controller $0.1700"
+    both = spend_summary(rows, config, Overhead(usd=0.05, seconds=180.0, workers=2), pods)
+    [line] = [text for text in _spend_lines(both, config) if text.startswith("spent:")]
+    assert line == (
+        "spent: $0.4200, 0.1667 GPU-hours; of it, warm workers' overhead (provisioning, image pull, idle) "
+        "$0.0500, 180 worker-seconds; controller $0.1700"
+    )
+    assert not [text for text in _spend_lines(spend_summary(rows, config), config) if "controller" in text]
+
+
+@pytest.fixture
+def small_study(tmp_path: Path) -> tuple[Path, dict[str, str], Volume, ControllerCost]:
+    """A two-trial ``steady`` study, one trial complete at $0.20, and a controller pod's record of $0.17."""
+    studies = make_workspace(tmp_path / "project", trials=2)
+    config = study_config(studies, "steady")
+    volume = study_volume(config)
+    storage = open_storage(volume, "steady", writer=True, cache_dir=tmp_path / "writer-cache")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    made = optuna.create_study(study_name="steady", storage=storage.optuna, direction=config.direction)
+    trial = made.ask(config.distributions())
+    trial.set_user_attr(ATTR_ATTEMPTS, 1)
+    made.tell(trial, 0.5)
+    started = time.time() - 7510
+    record = ControllerCost(POD, 0.17, 7500.0, 0.0816, started, billed=False)
+    save_controller_cost(storage.optuna, made._study_id, record)
+    storage.flush()
+    return studies, {"HPO_CACHE_DIR": str(tmp_path / "cache")}, volume, record
+
+
+def _small_status(study: tuple[Path, dict[str, str], Volume, ControllerCost], *args: str) -> str:
+    studies, env = study[0], study[1]
+    done = hpo_in_process("status", "--study", "steady", "--studies", str(studies), *args, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_status_shows_a_remote_controller_from_its_lease_with_its_cost_counted_to_now(
+    small_study: tuple[Path, dict[str, str], Volume, ControllerCost],
+) -> None:
+    volume = small_study[2]
+    now = time.time()
+    lease = {"id": "c0ffee", "host": "c0ffee-host", "pid": 1, "expires_at": now + 600, "pod": POD, "started_at": now - 7510}
+    volume.write_json("hpo/steady/lease.json", lease)
+    text = _small_status(small_study)
+    [line] = [line for line in text.splitlines() if line.startswith("controller:")]
+    assert re.fullmatch(rf"controller: remote, pod {POD}, up 2h \d+m, \$0\.17\d\d so far", line), line
+    assert "; of it, controller $0.17" in text
+
+    before = time.time()
+    shown = json.loads(_small_status(small_study, "--json"))
+    after = time.time()
+    controller = shown["controller"]
+    assert controller["running"] and controller["where"] == "remote" and controller["pod"] == POD
+    assert controller["uptime_seconds"] >= 7510 and controller["started_at"] == lease["started_at"]
+    # The pod bills on at $0.0816/h since its record (10 s before the lease was written): counted up to now.
+    record = small_study[3]
+    assert record.usd_at(before) - 1e-9 <= controller["usd"] <= record.usd_at(after) + 1e-9
+    assert controller["usd"] > 0.17
+    spend = shown["spend"]
+    assert spend["controller_usd"] == controller["usd"] and spend["controller_pods"] == 1
+    assert spend["usd"] == pytest.approx(controller["usd"])  # the trial's worker was free (local)
+
+
+def test_status_shows_a_local_controller_and_none_when_its_lease_is_gone(
+    small_study: tuple[Path, dict[str, str], Volume, ControllerCost],
+) -> None:
+    volume = small_study[2]
+    lease = Lease(volume, "steady")
+    lease.acquire()  # this very process, as `hpo run` on this machine
+    text = _small_status(small_study)
+    [line] = [line for line in text.splitlines() if line.startswith("controller:")]
+    assert re.fullmatch(rf"controller: pid {os.getpid()} on {re.escape(socket.gethostname())} \(this machine\), up .+", line)
+    shown = json.loads(_small_status(small_study, "--json"))
+    assert shown["controller"]["where"] == "local" and shown["controller"]["this_machine"]
+    assert shown["controller"]["usd"] is None
+    # The pod's record stands as saved: no live lease says it bills on.
+    assert shown["spend"]["controller_usd"] == pytest.approx(0.17)
+
+    lease.release()
+    assert "controller: none running" in _small_status(small_study).splitlines()
+    assert json.loads(_small_status(small_study, "--json"))["controller"]["running"] is False
+
+
+def test_status_json_of_a_study_not_started_has_no_controller(tmp_path: Path) -> None:
+    studies = make_workspace(tmp_path / "project")
+    done = hpo_in_process(
+        "status", "--study", "steady", "--studies", str(studies), "--json", env={"HPO_CACHE_DIR": str(tmp_path / "c")}
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["controller"]["running"] is False

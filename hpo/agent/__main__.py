@@ -1,7 +1,8 @@
 """``python -m hpo.agent``: run the attempt named by HPO_STUDY, HPO_TRIAL, HPO_ATTEMPT, HPO_VOLUME.
 
 With ``HPO_JOB`` set it runs a one-off job instead (:mod:`hpo.agent._job`);
-with ``HPO_WORKER`` set, a warm worker that runs attempt after attempt
+with ``HPO_CONTROLLER`` set, the study's controller (a pod of ``hpo run --remote``:
+:mod:`hpo.remote._pod`); with ``HPO_WORKER`` set, a warm worker that runs attempt after attempt
 (:mod:`hpo.agent._worker`). An attempt a warm worker runs cold (a process of
 its own, ``HPO_WORKER_ATTEMPT`` set) runs only the attempt: its output goes
 where the worker sent it, and the worker, not the attempt, ends the pod.
@@ -36,12 +37,18 @@ from hpo.volume import open_volume
 
 log = logging.getLogger("hpo.agent")
 
+CONTROLLER_ENV = "HPO_CONTROLLER"  # hpo.remote.CONTROLLER_ENV, named here so that a trial's agent never imports hpo.remote
+
 
 def main() -> int:
     """Run the attempt, then (where its backend says so) end the worker; return the exit code."""
     env = dict(os.environ)
     if env.get(JOB_ENV):  # a one-off job's worker (`hpo job`), not a trial's
         return run_job_worker(env)
+    if env.get(CONTROLLER_ENV):  # the study's controller, on a pod of `hpo run --remote`
+        from hpo.remote._pod import run_controller_pod  # the controller's machinery: only this pod needs it
+
+        return run_controller_pod(env)
     if env.get(WORKER_ENV):  # a warm worker: attempt after attempt, as its assignments say
         from hpo.agent._worker import run_worker  # only a worker needs the fork server's machinery
 

@@ -46,6 +46,10 @@ COMMANDS: dict[str, Command] = {
     "cleanup": Command("hpo.cli._cleanup", "terminate the study's pods (or processes) that no running trial owns"),
     "job": Command("hpo.cli._job", "run a one-off command (data preparation) on a pod of the study, with its volume; print its output"),
     "dashboard": Command("hpo.cli._dashboard", "serve optuna-dashboard on a study, live beside its controller"),
+    "stop": Command("hpo.cli._stop", "stop the study's controller (a remote one's pod too); its running trials go on"),
+    "secret": Command(
+        "hpo.cli._secret", "store (or delete) the RunPod secret holding the API key a remote controller uses"
+    ),
 }
 
 VERBOSE_HELP = "more log output on stderr (-vv: Optuna's too)"

@@ -1,5 +1,9 @@
 """``hpo logs --study NAME --trial N [--attempt K] [-f]``: an attempt's log from the volume, followed as it grows.
 
+``hpo logs --study NAME --controller [-f]`` prints a remote controller's log
+(``controller/log.txt``: what ``hpo run`` would have printed on the laptop);
+following it stops when no controller holds the study any more.
+
 Each attempt writes its stdout and stderr to ``trials/<n>/attempts/<a>/log.txt``
 on the volume (:class:`hpo.layout.StudyLayout`). The log is read through the
 Volume API in ranged reads of at most :data:`CHUNK` bytes from the last
@@ -43,10 +47,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="print (or follow) a trial's log from the volume",
         description="Print a trial attempt's log (its stdout and stderr) from the study's volume, a folder or "
         "RunPod's S3 API. With -f, keep printing what it appends until the attempt ends (its final event) or "
-        "Ctrl-C. The attempt is the latest that has a log unless --attempt names one.",
+        "Ctrl-C. The attempt is the latest that has a log unless --attempt names one. --controller prints the "
+        "remote controller's log instead (followed until no controller holds the study).",
     )
     add_study_arguments(parser)
-    parser.add_argument("--trial", type=_count, required=True, metavar="N", help="the trial's number")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=_count, metavar="N", help="the trial's number")
+    which.add_argument("--controller", action="store_true",
+                       help="the log of the study's remote controller (`hpo run --remote`) instead")
     parser.add_argument("--attempt", type=_count, metavar="K",
                         help="the attempt's number, from 0 (default: the latest that has a log)")
     parser.add_argument("-f", "--follow", action="store_true",
@@ -58,13 +66,16 @@ def logs(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     volume = config.volume.open()
     layout = StudyLayout(config.name)
-    attempt = pick_attempt(volume, layout, args.trial, args.attempt)
 
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()  # as it comes: a follower (or `| grep`) sees each chunk now
 
     try:
+        if args.controller:
+            print_controller_log(volume, layout, write, follow=args.follow)
+            return 0
+        attempt = pick_attempt(volume, layout, args.trial, args.attempt)
         print_log(volume, layout, args.trial, attempt, write, follow=args.follow)
     except KeyboardInterrupt:
         # Ctrl-C is how a follow normally ends: no message, the exit code says it (as `tail -f`).
@@ -131,6 +142,43 @@ def print_log(
         # The end is looked for before the log is read: whatever the attempt logged before its
         # final event is on the volume by then, so this last read gets it all.
         ended = follow and _ended(volume, layout, trial, attempt, events)
+        offset = _copy(volume, key, offset, decoder, write)
+        if not follow or ended:
+            break
+        sleep(interval)
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        write(rest)
+
+
+def print_controller_log(
+    volume: Volume,
+    layout: StudyLayout,
+    write: Callable[[str], None],
+    *,
+    follow: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = FOLLOW_INTERVAL,
+) -> None:
+    """Write the remote controller's log; with ``follow``, keep writing until no controller holds the study.
+
+    Raises:
+        HpoError: The study has no controller log (no remote controller has run it).
+    """
+    from hpo.lease import Lease
+
+    key = layout.controller_log
+    if not volume.exists(key):
+        raise HpoError(
+            f"study {layout.study!r}: no controller log on {volume.url}: no remote controller has run it "
+            f"(`hpo run --study {layout.study} --remote` starts one)"
+        )
+    lease = Lease(volume, layout.study)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset = 0
+    while True:
+        holder = lease.current() if follow else None
+        ended = follow and (holder is None or holder.expires_at <= time.time())
         offset = _copy(volume, key, offset, decoder, write)
         if not follow or ended:
             break

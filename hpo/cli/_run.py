@@ -25,6 +25,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "has trials is resumed: live trials are adopted, interrupted ones resume from their checkpoints.",
     )
     add_study_arguments(parser)
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help="run the controller on a RunPod CPU pod (hpo-<study>-controller) instead of here, and return at once: "
+        "the study goes on while this machine sleeps (README, 'Leave it running')",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("-q", "--quiet", action="store_true", help="print only the final summary line")
     output.add_argument("--json", action="store_true", help="print the final summary as JSON, nothing else")
@@ -113,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     if not preflight(config):
         return 1
+    if args.remote:
+        return run_remote(config, args)
     was_finished = finished_already(config)
     progress = _progress_for(args)
     controller = build_controller(config, progress=progress)
@@ -156,3 +164,39 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return exit_code
+
+
+def run_remote(config: StudyConfig, args: argparse.Namespace) -> int:
+    """``hpo run --remote``: start the controller's pod, say how to watch and stop it, return."""
+    from hpo.controller import open_study_volume
+    from hpo.remote import launch_remote
+
+    if finished_already(config):
+        print(f"study {config.name} is finished: raise budget.trials to run more; no controller pod started")
+        return 0
+    launched = launch_remote(config, open_study_volume(config))
+    if args.json:
+        print_json(dataclasses.asdict(launched) | {"price_per_month": launched.price_per_month})
+        return 0
+    price = (
+        f"${launched.price_per_hour:.3f}/h (${launched.price_per_month:.0f} a month, while it runs)"
+        if launched.price_per_hour is not None and launched.price_per_month is not None
+        else "price unknown"
+    )
+    name = config.name
+    lines = [
+        f"study {name}: controller pod {launched.pod_id} ({launched.pod_name}) created in {launched.data_center}: "
+        f"{launched.cpu}, {launched.vcpus} vCPUs, {price}",
+        "it runs the study from the network volume and ends itself when the study is finished or stopped;",
+        "this machine may sleep now. To watch it:",
+        f"  hpo status --study {name}            # trials, spend (the controller's pod included), where it runs",
+        f"  hpo logs --study {name} --controller -f",
+        f"  hpo dashboard --study {name}",
+        "to stop it (running trials go on; the next `hpo run` adopts them):",
+        f"  hpo stop --study {name}",
+    ]
+    if not args.quiet:
+        print("\n".join(lines))
+    else:
+        print(launched.pod_id)
+    return 0

@@ -5,7 +5,10 @@ adds what fits: attempts when a trial needed more than one, the worker, the
 parameters (on one line each, else wrapped in their column, else left to
 ``--wide``). What is too long for a column (a failed trial's error, a pod's
 description) goes below the table, one trial per line, with the command that
-shows a failed trial's log. Nothing is cut off with ``…``.
+shows a failed trial's log. Nothing is cut off with ``…``. Below them, one
+line says where the study's controller runs (its lease: a pod of its own, a
+process on some host, or none), then the spend, the budget left and the
+cheapest trial near the best loss.
 
 By default it draws what fits the terminal's height (``LINES``, else the
 terminal's, else :data:`PIPE_HEIGHT` lines for a pipe): every running and
@@ -39,7 +42,17 @@ from hpo.cli._common import add_study_arguments, print_json, study_from_args
 from hpo.config import StudyConfig
 from hpo.controller import make_backend, open_study_volume
 from hpo.errors import HpoError
-from hpo.status import SpendSummary, TrialRow, best_row, rows_by_priority, spend_summary, study_view
+from hpo.lease import human_seconds
+from hpo.status import (
+    ControllerView,
+    SpendSummary,
+    TrialRow,
+    best_row,
+    read_controller,
+    rows_by_priority,
+    spend_summary,
+    study_view,
+)
 from hpo.volume import Volume
 
 PIPE_WIDTH = 200
@@ -244,17 +257,39 @@ def _notes(rows: Sequence[TrialRow], study: str, shown: set[str]) -> list[str]:
     return lines
 
 
+def controller_line(controller: ControllerView) -> str:
+    """Where the study's controller runs, on one line: a pod of its own (its uptime and cost), a process, or none."""
+    if not controller.running:
+        return "controller: none running"
+    if controller.where == "remote":
+        line = f"controller: remote, pod {controller.pod}"
+    else:
+        line = f"controller: pid {controller.pid} on {controller.host}"
+        if controller.this_machine:
+            line += " (this machine)"
+    if controller.uptime_seconds is not None:
+        line += f", up {human_seconds(controller.uptime_seconds)}"
+    if controller.usd is not None:
+        line += f", ${controller.usd:.4f} so far"
+    return line
+
+
 def _spend_lines(spend: SpendSummary, config: StudyConfig) -> list[str]:
     """Spend so far, budget left, the cheapest trial near the best loss."""
     line = f"spent: ${spend.usd:.4f}, {spend.gpu_hours:.4f} GPU-hours"
     if spend.cost_unit != "USD":
         line += f", {spend.cpu_seconds:.1f} CPU-seconds (local workers cost nothing)"
+    parts = []
     if spend.overhead_seconds > 0:
         # What warm workers billed outside attempts: the price of keeping them warm, in the spend above.
-        line += (
-            f"; of it, warm workers' overhead (provisioning, image pull, idle) ${spend.overhead_usd:.4f},"
+        parts.append(
+            f"warm workers' overhead (provisioning, image pull, idle) ${spend.overhead_usd:.4f},"
             f" {spend.overhead_seconds:.0f} worker-seconds"
         )
+    if spend.controller_pods > 0:
+        parts.append(f"controller ${spend.controller_usd:.4f}")  # its own pod's (hpo run --remote), in the spend
+    if parts:
+        line += "; of it, " + "; ".join(parts)
     lines = [line]
     budget = []
     if spend.budget_usd is not None:
@@ -279,17 +314,21 @@ def print_status(
     *,
     wide: bool = False,
     height: int | None = None,
+    controller: ControllerView | None = None,
 ) -> None:
-    """The table, the notes below it, the best trial and the spend, within ``console.width`` unless ``wide``.
+    """The table, the notes below it, the best trial, the controller and the spend, within ``console.width`` unless ``wide``.
 
     ``height``: the terminal's lines; the view then shows the trials that fit
     in them (:func:`fitting_rows`) and says how many it leaves out. None
-    shows every trial.
+    shows every trial. ``controller``: where the study's controller runs
+    (None: no line about it).
     """
     shown, wrap_params = (list(rows), True) if height is None else fitting_rows(
-        console, config, rows, spend, wide=wide, height=height
+        console, config, rows, spend, wide=wide, height=height, controller=controller
     )
-    for part in _view(console, config, rows, shown, spend, wide=wide, wrap_params=wrap_params):
+    for part in _view(
+        console, config, rows, shown, spend, wide=wide, wrap_params=wrap_params, controller=controller
+    ):
         console.print(part, highlight=False)
 
 
@@ -302,6 +341,7 @@ def _view(
     *,
     wide: bool,
     wrap_params: bool = True,
+    controller: ControllerView | None = None,
 ) -> list[RenderableType]:
     """What ``hpo status`` prints when it shows the trials ``shown`` of ``rows``: the table, then one Text a line."""
     title = f"study {config.name} ({len(rows)}/{config.budget.trials} trials)"
@@ -315,6 +355,8 @@ def _view(
     best = best_row(list(rows), config.direction)
     if best is not None:
         lines.append(f"best: trial {best.number}, value {best.value:.6g}")
+    if controller is not None:
+        lines.append(controller_line(controller))
     return [table, *(Text(line) for line in lines + _spend_lines(spend, config))]  # Text: [brackets] are no markup
 
 
@@ -328,7 +370,14 @@ def _hidden_line(rows: Sequence[TrialRow], shown: Sequence[TrialRow], study: str
 
 
 def fitting_rows(
-    console: Console, config: StudyConfig, rows: Sequence[TrialRow], spend: SpendSummary, *, wide: bool, height: int
+    console: Console,
+    config: StudyConfig,
+    rows: Sequence[TrialRow],
+    spend: SpendSummary,
+    *,
+    wide: bool,
+    height: int,
+    controller: ControllerView | None = None,
 ) -> tuple[list[TrialRow], bool]:
     """The trials a view of ``height`` lines shows, in trial order, and whether its parameters may wrap.
 
@@ -346,7 +395,10 @@ def fitting_rows(
 
     def view(take: int, wrap_params: bool) -> tuple[list[TrialRow], bool]:
         shown = sorted(ordered[:take], key=lambda r: r.number)
-        return shown, _lines_used(console, config, rows, shown, spend, wide=wide, wrap_params=wrap_params) <= room
+        used = _lines_used(
+            console, config, rows, shown, spend, wide=wide, wrap_params=wrap_params, controller=controller
+        )
+        return shown, used <= room
 
     if len(ordered) <= room:
         shown, fits = view(len(ordered), True)
@@ -372,12 +424,13 @@ def _lines_used(
     *,
     wide: bool,
     wrap_params: bool,
+    controller: ControllerView | None = None,
 ) -> int:
     """How many terminal lines the view of ``shown`` takes (a line wider than the terminal wraps on screen)."""
     width = console.width
     out = io.StringIO()
     scratch = Console(file=out, width=width, color_system=None, legacy_windows=False)
-    for part in _view(scratch, config, rows, shown, spend, wide=wide, wrap_params=wrap_params):
+    for part in _view(scratch, config, rows, shown, spend, wide=wide, wrap_params=wrap_params, controller=controller):
         scratch.print(part, highlight=False)
     return sum(max(1, math.ceil(cell_len(line) / width)) for line in out.getvalue().splitlines())
 
@@ -405,17 +458,28 @@ def status(args: argparse.Namespace) -> int:
     config = study_from_args(args)
     volume = open_study_volume(config)
     view = study_view(config, volume, live=_live_workers(config, volume))
-    rows = None if view is None else view.rows
-    spend = spend_summary(rows or [], config, None if view is None else view.overhead)
+    if view is None:
+        rows, spend = None, spend_summary([], config)
+        controller = read_controller(volume, config.name)  # a controller may be starting the study now
+    else:
+        rows, controller = view.rows, view.controller
+        spend = spend_summary(rows, config, view.overhead, view.controller_costs.values())
     if args.json:
         print_json(
-            {"study": config.name, "trials": [dataclasses.asdict(r) for r in rows or []], "spend": dataclasses.asdict(spend)}
+            {
+                "study": config.name,
+                "trials": [dataclasses.asdict(r) for r in rows or []],
+                "spend": dataclasses.asdict(spend),
+                "controller": dataclasses.asdict(controller),
+            }
         )
         return 0
     if rows is None:
         print(f"study {config.name}: not started yet; run `python -m hpo run --study {config.name}`")
         return 0
-    print_status(_console(), config, rows, spend, wide=args.wide, height=None if args.all else _height())
+    print_status(
+        _console(), config, rows, spend, wide=args.wide, height=None if args.all else _height(), controller=controller
+    )
     return 0
 
 

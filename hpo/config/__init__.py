@@ -32,7 +32,7 @@ from hpo.config._algorithms import (
 )
 from hpo.config._base import Bool, ConfigModel, Token, integer, list_of
 from hpo.config._compute import Compute, ComputeConfig, Volume, VolumeConfig, folder_path
-from hpo.config._load import load_studies, load_study, load_study_template, placeholder_problem
+from hpo.config._load import load_studies, load_study, load_study_template, placeholder_problem, study_document
 from hpo.config._messages import closest, fail, hint, kind_of, show
 from hpo.config._schema import Budget, Fidelity, StudiesFile, StudyConfig
 from hpo.config._space import CategoricalParam, FloatParam, IntParam, Param
@@ -74,6 +74,7 @@ __all__ = [
     "load_study_template",
     "placeholder_problem",
     "show",
+    "study_document",
 ]
 
 

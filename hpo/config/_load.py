@@ -95,6 +95,23 @@ def load_study(path: str | os.PathLike[str], name: str) -> StudyConfig:
     return _validate(document, name)
 
 
+def study_document(path: str | os.PathLike[str], name: str) -> dict[Any, Any]:
+    """Study ``name`` as written, with the file's ``defaults`` merged under it: what :func:`load_study` validates.
+
+    For a copy of one study that must load the same elsewhere (``hpo run
+    --remote`` ships it to its controller's pod). Validate it first with
+    :func:`load_study`; this only reads.
+
+    Raises:
+        ConfigError: The file is missing or malformed, or the study is unknown.
+    """
+    document = _read(path)
+    if name not in document.studies:
+        raise ConfigError(unknown_study(document.shown, name, [str(n) for n in document.studies]))
+    raw = document.studies[name]
+    return deep_merge(document.defaults, raw) if isinstance(raw, dict) else raw
+
+
 @dataclass(frozen=True)
 class _Document:
     """A parsed studies.yaml whose top level has been checked, studies not yet."""

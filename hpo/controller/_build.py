@@ -13,6 +13,7 @@ from hpo.code import check_volume_code_trusted, publish_objectives
 from hpo.config import StudyConfig
 from hpo.controller._controller import Controller
 from hpo.controller._progress import ProgressSink
+from hpo.cost import ControllerCost
 from hpo.errors import ConfigError
 from hpo.journal import open_storage
 from hpo.lease import Lease
@@ -99,18 +100,22 @@ def build_controller(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     wall_clock: Callable[[], float] | None = None,
+    pod: str | None = None,
+    own_cost: Callable[[float], ControllerCost | None] | None = None,
 ) -> Controller:
     """A controller for ``config``, with every part opened but the lease not yet taken.
 
     ``wall_clock`` is the provider's clock in epoch seconds (billing is timed on
     it); by default the backend's reading of it (:func:`provider_clock`).
+    ``pod``: the pod this controller runs on, if any (its lease names it);
+    ``own_cost``: what that pod has cost so far (see :class:`Controller`).
     """
     objectives = config.source.parent / "objectives"
     check_objective(config, objectives)
     check_volume_code_trusted(config)  # local trials running code from an S3 volume must be opted into
     volume = open_study_volume(config)
     backend = backend or make_backend(config, volume, cache_dir=cache_dir, clock=clock)
-    lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval))
+    lease = Lease(volume, config.name, ttl=max(60.0, 4 * config.poll_interval), pod=pod)
     # The lease comes first: only its holder may open the journal as its writer.
     lease.acquire()
     try:
@@ -130,4 +135,5 @@ def build_controller(
         clock=clock,
         sleep=sleep,
         wall_clock=wall_clock or provider_clock(backend),
+        own_cost=own_cost,
     )

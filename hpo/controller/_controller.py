@@ -74,6 +74,8 @@ from hpo.controller._fleet import Fleet
 from hpo.controller._progress import ProgressSink, StudyTally
 from hpo.controller._pruning import absorb_told, install_fast_pruner, may_ask, prune_order, should_prune
 from hpo.controller._runs import RunSummary, TrialRun
+from hpo.controller._stop import StopWatch
+from hpo.cost import ControllerCost
 from hpo.errors import (
     ApiUnavailableError,
     BalanceError,
@@ -130,6 +132,10 @@ class Controller:
             billing; injectable so a fake provider's clock can stand in.
         dashboard_plot: Push the cost/loss plot to optuna-dashboard at the end of a run (it costs
             a second of plotly and pandas; unit tests of the loop turn it off).
+        own_cost: What the machine this controller runs on has cost so far, where it bills the
+            study (a remote controller's pod: :mod:`hpo.remote`); asked once per poll with the
+            provider's time (``wall_clock``), counted in the study's spend and budget. None: the
+            controller costs the study nothing (a laptop).
     """
 
     def __init__(
@@ -146,6 +152,7 @@ class Controller:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         dashboard_plot: bool = True,
+        own_cost: Callable[[float], ControllerCost | None] | None = None,
     ) -> None:
         self.config = config
         self.volume = volume
@@ -169,6 +176,9 @@ class Controller:
         self._stopped_now: set[AttemptRef] = set()  # workers the budget stop terminated in this cycle
         self._failure_streak: tuple[str | None, int] = (None, 0)  # the last failure's error, and how many in a row
         self._search_space: Callable[[Any], object] | None = None  # a define-by-run study's, loaded by begin()
+        self.stop_watch = StopWatch(volume, config.name, lease, clock=clock)
+        self.stop_requested: str | None = None  # why `hpo stop` ended the run, once it did
+        self._own_cost = own_cost
 
     # -- the run ------------------------------------------------------------------------
 
@@ -185,6 +195,11 @@ class Controller:
                 if self.launch_stopped and all(run.queued_until is not None for run in self.runs.values()):
                     # Queued trials and those stopped for the budget alike stay RUNNING, for a later run.
                     self.progress.message(f"stopped launching: {self.launch_stopped}{self._resume_hint()}")
+                    break
+                self.stop_requested = self.stop_watch.requested()
+                if self.stop_requested is not None:
+                    # As Ctrl-C: running trials go on, and the next `hpo run` adopts them.
+                    self.progress.message(f"{self.stop_requested}{self._resume_hint()}")
                     break
                 self.sleep(self.config.poll_interval)
             # Warm workers with nothing left to run end now, before the wait and the bill: their bills are whole.
@@ -293,6 +308,9 @@ class Controller:
                 # launching stopped), so a warm worker with nothing to run would only bill its idle limit.
                 self.backend.wind_down()
         self._refresh_tally()
+        own = self._own_cost(self.wall_clock()) if self._own_cost is not None else None
+        if own is not None:
+            self.costs.note_controller(own)
         self.costs.save(self._running_ids())
         self.storage.flush()
 
@@ -704,7 +722,7 @@ class Controller:
             best_trial=best.number if best else None,
             best_params=dict(best.params) if best else None,
             seconds=seconds,
-            stopped=self.launch_stopped,
+            stopped=self.launch_stopped or self.stop_requested,
             spent_usd=self.costs.spent_usd(),
             gpu_hours=self.costs.gpu_hours(),
         )

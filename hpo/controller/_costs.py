@@ -10,6 +10,11 @@ each trial's totals to its user attributes, where optuna-dashboard shows
 them. At the end of a run the provider's bill replaces the meter's estimates
 (see :mod:`hpo.cost`).
 
+A controller running on a pod of its own reports that pod's bill
+(:meth:`CostKeeper.note_controller`); it counts in the spend and the budget
+as warm workers' overhead does, with the records earlier runs' controller
+pods left, and is saved with the overhead records.
+
 The keeper decides nothing about trials: the controller acts on what it says.
 """
 
@@ -26,12 +31,16 @@ from hpo.config import StudyConfig
 from hpo.cost import (
     PRICES_ATTR,
     BudgetGuard,
+    ControllerCost,
     CostMeter,
     Spend,
     WorkerOverhead,
+    controller_usd,
     load_bills,
+    load_controller_costs,
     load_overhead,
     save_bills,
+    save_controller_cost,
     save_overhead,
 )
 from hpo.errors import HpoError
@@ -90,6 +99,10 @@ class CostKeeper:
         # Warm workers: what they billed outside attempts (see hpo.cost._overhead), by worker id.
         self._pool = backend if isinstance(backend, WarmPool) else None
         self._overhead: dict[str, WorkerOverhead] = {}  # as saved (earlier runs' workers included)
+        # Controller pods (hpo.cost._controller), by pod id: what counts, and what the journal holds.
+        self._controller: dict[str, ControllerCost] = {}
+        self._controller_saved: dict[str, ControllerCost] = {}
+        self._controller_noted: set[str] = set()  # pods noted in this run (the one this controller runs on)
 
     # -- the start of a run -------------------------------------------------------------
 
@@ -100,6 +113,11 @@ class CostKeeper:
         for trial, bills in load_bills(attrs).items():
             self.meter.load(trial, bills)
         self._overhead = load_overhead(attrs)
+        self._controller_saved = load_controller_costs(attrs)
+        noted = [self._controller[pod] for pod in self._controller_noted]  # before load(): noted again
+        self._controller = dict(self._controller_saved)
+        for record in noted:
+            self.note_controller(record)
 
     def recover(self, live: Mapping[AttemptRef, WorkerHandle]) -> None:
         """A new controller's first listing: close attempts whose workers ended unseen, read the bill."""
@@ -111,6 +129,18 @@ class CostKeeper:
         self.reconcile()
 
     # -- each poll ----------------------------------------------------------------------
+
+    def note_controller(self, record: ControllerCost) -> None:
+        """The controller's own pod's bill as it stands: counted from now on, saved at the next due :meth:`save`.
+
+        The latest record of a pod replaces its earlier one, except that an
+        estimate never replaces a record from the provider's bill.
+        """
+        known = self._controller.get(record.pod)
+        self._controller_noted.add(record.pod)
+        if known is not None and known.billed and not record.billed:
+            return
+        self._controller[record.pod] = record
 
     def book(self, live: Mapping[AttemptRef, WorkerHandle] | None) -> str | None:
         """Meter this poll's listing; the reason to stop the study, the first time its spend reaches the budget.
@@ -215,6 +245,7 @@ class CostKeeper:
             for number, trial_id in running.items():
                 self.write_trial_attrs(number, trial_id)
             self._save_overhead()
+            self._save_controller()
         for trial in sorted(self._dirty):
             save_bills(self.storage.optuna, self.study_id, trial, self.meter.bills(trial))
         self._dirty.clear()
@@ -228,6 +259,14 @@ class CostKeeper:
             if self._overhead.get(record.worker) != record:
                 save_overhead(self.storage.optuna, self.study_id, record)
                 self._overhead[record.worker] = record
+
+    def _save_controller(self) -> None:
+        """Controller pods' records that changed since they were saved."""
+        assert self.study_id is not None
+        for pod, record in self._controller.items():
+            if self._controller_saved.get(pod) != record:
+                save_controller_cost(self.storage.optuna, self.study_id, record)
+                self._controller_saved[pod] = record
 
     def _current_overhead(self) -> dict[str, WorkerOverhead]:
         """The pool's records as they stand, except that a billed record saved earlier beats an estimate.
@@ -296,6 +335,13 @@ class CostKeeper:
         """Show the cost/loss front in optuna-dashboard (a study plot; the study itself stays single-objective)."""
         try:
             from hpo.report import dashboard_figure  # plotly and pandas: only at the end of a run
+        except ImportError as exc:  # a remote controller's pod runs the trial image, which has no plotting libraries
+            log.info(
+                "study %s: no cost/loss plot for the dashboard here (%s); `hpo report --study %s` draws it",
+                self.config.name, exc, self.config.name,
+            )
+            return
+        try:
 
             figure = dashboard_figure(self.config, study, self.storage.optuna)
             if figure is None:
@@ -307,8 +353,20 @@ class CostKeeper:
             log.warning("study %s: cannot update the dashboard's cost/loss plot: %s", self.config.name, exc)
 
     def spent_usd(self) -> float:
-        """The whole study's spend so far (all runs, warm workers' overhead included), USD."""
-        return round(self.meter.spent_usd(self.wall_clock()) + self._overhead_usd(), 6)
+        """The whole study's spend so far (all runs, warm workers' overhead and controller pods included), USD."""
+        return round(self.meter.spent_usd(self.wall_clock()) + self._overhead_usd() + self.controller_usd(), 6)
+
+    def controller_usd(self) -> float:
+        """What the study's controller pods cost so far (this run's as last noted, earlier runs' as saved), USD."""
+        return controller_usd(self._controller.values())
+
+    def _controller_rate(self) -> float:
+        """USD an hour the controller pods of this run bill now (a billed record is a pod that ended)."""
+        return math.fsum(
+            record.rate_per_hour
+            for pod, record in self._controller.items()
+            if pod in self._controller_noted and not record.billed
+        )
 
     def _overhead_usd(self) -> float:
         """Earlier runs' workers as saved, plus this run's pool as it stands (its estimate until the bill comes)."""
@@ -327,4 +385,6 @@ class CostKeeper:
         if self._pool is not None:  # idle warm workers bill too: the guard projects them
             idle_rate, idle_gpus = self._pool.idle_rate()
             rate, gpus = rate + idle_rate, gpus + idle_gpus
-        return Spend(self.meter.spent_usd(now) + self._overhead_usd(), self.meter.spent_gpu_seconds(now), rate, gpus)
+        rate += self._controller_rate()  # so does the controller's own pod (no GPU)
+        usd = self.meter.spent_usd(now) + self._overhead_usd() + self.controller_usd()
+        return Spend(usd, self.meter.spent_gpu_seconds(now), rate, gpus)

@@ -14,13 +14,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO
-
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.live import Live
-from rich.text import Text
+from typing import IO, TYPE_CHECKING
 
 from hpo.controller._runs import duration
+
+if TYPE_CHECKING:  # rich only where a terminal shows the live view: a remote controller's pod has none (nor rich)
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.live import Live
 
 LOG_WIDTH = 80
 """How wide :class:`LineProgress` keeps its lines: logs and pipes have no width of their own."""
@@ -166,6 +166,8 @@ class _TallyView:
         self._tally = tally
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
         yield Text("\n".join(self._tally.lines(options.max_width)), no_wrap=True, overflow="fold")
 
 
@@ -227,6 +229,8 @@ class LiveProgress(ProgressSink):
     """
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+
         self._console = console or Console(stderr=True)
         self._live: Live | None = None
         self._rerouted: list[tuple[logging.StreamHandler[IO[str]], IO[str]]] = []
@@ -240,6 +244,8 @@ class LiveProgress(ProgressSink):
         if self._live is not None:
             return
         stderr = sys.stderr
+        from rich.live import Live
+
         self._live = Live(self._view(tally), console=self._console, refresh_per_second=4, transient=True)
         self._live.start()
         self._reroute_logs(stderr)
@@ -273,6 +279,8 @@ class LiveProgress(ProgressSink):
         return _TallyView(dataclasses.replace(tally))
 
     def trial_finished(self, tally: StudyTally, trial: int, state: str, value: float | None, step: int | None) -> None:
+        from rich.text import Text
+
         colour = {"complete": "green", "pruned": "yellow", "failed": "red"}.get(state, "white")
         text = Text(_finished_text(trial, state, value, step))
         text.stylize(colour, len(f"trial {trial} "), len(f"trial {trial} {state}"))
@@ -280,6 +288,8 @@ class LiveProgress(ProgressSink):
         self.update(tally)
 
     def message(self, text: str) -> None:
+        from rich.text import Text
+
         self._console.print(Text(text))  # as written: a message may hold [brackets] rich would read as markup
 
     def stop(self, tally: StudyTally) -> None:

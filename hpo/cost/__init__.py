@@ -4,8 +4,9 @@ Offers the price list (:class:`PriceBook`, read by :func:`load_price_book`
 from a :class:`PriceSource` such as RunPod's API, cached on disk, with a dated
 fallback table), the meter of billed seconds (:class:`CostMeter`, its
 per-attempt records :class:`AttemptBill` and per-trial totals
-:class:`TrialCost`), and the budget guard (:class:`BudgetGuard`, judging a
-:class:`Spend`). It knows workers only through :mod:`hpo.workers`, never a
+:class:`TrialCost`), what warm workers and controller pods billed outside
+any attempt (:class:`WorkerOverhead`, :class:`ControllerCost`), and the
+budget guard (:class:`BudgetGuard`, judging a :class:`Spend`). It knows workers only through :mod:`hpo.workers`, never a
 backend.
 """
 
@@ -25,6 +26,13 @@ from hpo.cost._billing import (
     trial_costs,
 )
 from hpo.cost._budget import BudgetGuard, Spend
+from hpo.cost._controller import (
+    CONTROLLER_RECORD_PREFIX,
+    ControllerCost,
+    controller_usd,
+    load_controller_costs,
+    save_controller_cost,
+)
 from hpo.cost._overhead import (
     OVERHEAD_RECORD_PREFIX,
     Overhead,
@@ -54,6 +62,7 @@ __all__ = [
     "ATTR_GPU_SECONDS",
     "ATTR_GPU_TYPE",
     "CACHE_MAX_AGE",
+    "CONTROLLER_RECORD_PREFIX",
     "COST_RECORD_PREFIX",
     "FALLBACK_AS_OF",
     "FALLBACK_PRICES",
@@ -61,6 +70,7 @@ __all__ = [
     "PRICES_ATTR",
     "AttemptBill",
     "BudgetGuard",
+    "ControllerCost",
     "CostMeter",
     "GpuRate",
     "Overhead",
@@ -69,12 +79,15 @@ __all__ = [
     "Spend",
     "TrialCost",
     "WorkerOverhead",
+    "controller_usd",
     "fallback_book",
     "load_bills",
+    "load_controller_costs",
     "load_overhead",
     "load_price_book",
     "price_cache_file",
     "save_bills",
+    "save_controller_cost",
     "save_overhead",
     "study_overhead",
     "total",

@@ -22,7 +22,15 @@ import plotly.graph_objects as go
 from optuna.storages import BaseStorage
 
 from hpo.config import StudyConfig
-from hpo.cost import PRICES_ATTR, Overhead, PriceBook, study_overhead, trial_costs
+from hpo.cost import (
+    PRICES_ATTR,
+    Overhead,
+    PriceBook,
+    controller_usd,
+    load_controller_costs,
+    study_overhead,
+    trial_costs,
+)
 from hpo.errors import HpoError
 from hpo.report._frame import trial_frame
 from hpo.report._html import render_html
@@ -54,6 +62,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     message: str | None = None
     overhead: Overhead = Overhead(0.0, 0.0, 0)  # warm workers' bills outside attempts: in the spend, on no trial
+    controller_usd: float = 0.0  # remote controllers' pods (hpo run --remote): in the spend, on no trial
 
     @property
     def front(self) -> pd.DataFrame:
@@ -120,9 +129,10 @@ def build_report(config: StudyConfig, study: optuna.Study, storage: BaseStorage,
         )
     savings = pruning_savings(frame, config.fidelity.max_step)
     overhead = study_overhead(storage, study._study_id)
-    savings = replace(savings, spent_usd=savings.spent_usd + overhead.usd)
+    controller = controller_usd(load_controller_costs(storage.get_study_system_attrs(study._study_id)).values())
+    savings = replace(savings, spent_usd=savings.spent_usd + overhead.usd + controller)
     return Report(config.name, config.metric, config.direction, frame, axes, savings, config.budget.usd,
-                  config.budget.gpu_hours, notes, message, overhead)
+                  config.budget.gpu_hours, notes, message, overhead, controller)
 
 
 def _price_notes(storage: BaseStorage, study: optuna.Study) -> list[str]:
@@ -161,6 +171,8 @@ def summary_lines(report: Report) -> list[str]:
             f"; of it, warm workers' overhead (provisioning, image pull, idle) ${report.overhead.usd:.4f}, "
             f"{report.overhead.seconds:.0f} worker-seconds over {report.overhead.workers} worker(s)"
         )
+    if report.controller_usd > 0:
+        spent += f"; of it, the remote controller's pod ${report.controller_usd:.4f}"
     lines.append(spent)
     if savings.pruned_trials:
         if usd_study:
@@ -261,6 +273,7 @@ def report_json(report: Report, paths: dict[str, Path] | None) -> dict[str, Any]
         "cpu_seconds": s.cpu_seconds,
         "budget_usd": report.budget_usd,
         "overhead": {"usd": report.overhead.usd, "seconds": report.overhead.seconds, "workers": report.overhead.workers},
+        "controller_usd": report.controller_usd,
         "budget_gpu_hours": report.budget_gpu_hours,
         "pruning_saved": {"pruned_trials": s.pruned_trials, "steps": s.steps_saved, "gpu_hours": s.gpu_hours_saved,
                           "usd": s.usd_saved, "cpu_seconds": s.cpu_seconds_saved},

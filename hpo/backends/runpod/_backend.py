@@ -174,6 +174,15 @@ def parse_job_pod_name(study: str, name: str) -> str | None:
     return job_id if is_job_id(job_id) else None
 
 
+def controller_pod_name(study: str) -> str:
+    """The name of the pod that runs the study's controller (``hpo run --remote``): ``hpo-<study>-controller``.
+
+    Neither :func:`parse_pod_name` nor :func:`parse_worker_pod_name` matches it, so no
+    controller or ``hpo cleanup`` takes it for a trial's or a worker's pod.
+    """
+    return f"hpo-{study}-controller"
+
+
 def pod_env(study: str, ref: AttemptRef, mount_path: str) -> dict[str, str]:
     """Everything the agent needs to find its spec; never a key or a secret."""
     return {"HPO_STUDY": study, "HPO_TRIAL": str(ref.trial), "HPO_ATTEMPT": str(ref.attempt), "HPO_VOLUME": mount_path}
@@ -711,6 +720,69 @@ class RunPodBackend(Backend):
         spot = spot if spot is not None else self._spots.get(pod.id)
         status, detail = self._status_detail(pod, spot, bid)
         return PoolWorker(index, pod.id, status, detail, self._billing(pod, spot))
+
+    # -- the remote controller's pod ------------------------------------------------------
+
+    def launch_controller(self, env: Mapping[str, str]) -> Pod:
+        """Create the study's controller pod: on-demand CPU (``compute.controller``), the study's image and volume.
+
+        ``env`` is the pod's whole environment (:mod:`hpo.remote` makes it; it
+        holds a RunPod secret's placeholder, never a key).
+
+        Raises:
+            CapacityError: RunPod has no CPU pod of that flavor in the volume's data center now.
+            RequestRejectedError: RunPod refused the request (one line naming the study and pod).
+        """
+        spec = self._compute.controller
+        name = controller_pod_name(self._study)
+        request = PodRequest(
+            name=name,
+            image=self._compute.image,
+            gpu_type="",
+            cpu_flavor=spec.cpu,
+            vcpu_count=spec.vcpus,
+            data_center_ids=self.data_centers,
+            container_disk_gb=spec.disk_gb,
+            volume_id=self._volume_config.id,
+            mount_path=self._volume_config.mount_path,
+            env=dict(env),
+            registry_auth_id=self.registry_auth_id(),
+        )
+        try:
+            return self._api.create_pod(request)
+        except RequestRejectedError as exc:
+            raise RequestRejectedError(
+                f"study {self._study!r}: RunPod refused to create the controller pod {name} "
+                f"({spec.cpu}, {spec.vcpus} vCPUs): {exc.detail or exc}",
+                method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
+            ) from None
+
+    def controller_pods(self) -> list[Pod]:
+        """The study's live controller pods, oldest first (one ``GET /v2/pods``)."""
+        name = controller_pod_name(self._study)
+        return [pod for pod in sorted(self._api.list_pods(), key=by_age) if pod.name == name and pod.status in _LIVE]
+
+    def controller_pod(self, pod_id: str) -> Pod | None:
+        """The pod ``pod_id`` as RunPod shows it now (None once it is gone)."""
+        return self._api.get_pod(pod_id)
+
+    def controller_price(self) -> float | None:
+        """What the controller pod costs per hour (USD) at RunPod's CPU catalog price; None if unknown."""
+        spec = self._compute.controller
+        try:
+            per_vcpu = self._api.cpu_prices().get(spec.cpu)
+        except CloudError as exc:
+            log.info("RunPod's CPU catalog cannot be read (%s): the controller pod's price is unknown", exc)
+            return None
+        return None if per_vcpu is None else per_vcpu * spec.vcpus
+
+    def terminate_pod(self, pod_id: str) -> bool:
+        """Terminate pod ``pod_id`` (the controller's); False when RunPod did not take the call yet."""
+        return self._terminate_id(pod_id)
+
+    def secret_names(self) -> set[str]:
+        """The names of the account's RunPod secrets (never their values: RunPod does not return them)."""
+        return set(self._api.secrets())
 
     # -- one-off jobs ---------------------------------------------------------------------
 

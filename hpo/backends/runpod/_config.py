@@ -19,6 +19,7 @@ from pydantic import PlainValidator, ValidationInfo, field_validator
 from hpo.backends.runpod._ids import CUDA_VERSIONS, DATA_CENTER_IDS, GPU_TYPE_IDS, GPU_VENDOR_PREFIXES
 from hpo.config import (
     ComputeConfig,
+    ConfigModel,
     Token,
     VolumeConfig,
     closest,
@@ -145,6 +146,52 @@ MAX_CONTAINER_DISK_GB = 4000
 """RunPod documents no maximum for a pod's container disk (only >= 1); its largest hosts have a few TB."""
 DiskGb = Annotated[int, PlainValidator(integer(ge=1, le=MAX_CONTAINER_DISK_GB))]
 
+# -- the remote controller's pod -----------------------------------------------------------
+
+CPU_FLAVORS = ("cpu3c", "cpu3g", "cpu3m", "cpu5c", "cpu5g", "cpu5m")
+"""RunPod's CPU pod flavors (REST v2 ``cpu.id``; ``GET /v2/catalog/cpus``): generation 3 or 5,
+compute-optimized (c), general purpose (g) or memory-optimized (m)."""
+
+_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]{0,190}")
+
+
+def _cpu_flavor(value: Any) -> str:
+    if not isinstance(value, str) or value not in CPU_FLAVORS:
+        raise fail(f"must be a RunPod CPU flavor (got {show(value)}){hint(value, CPU_FLAVORS)}")
+    return value
+
+
+def _vcpus(value: Any) -> int:
+    count = integer(ge=2, le=32)(value)
+    if count & (count - 1):
+        raise fail(f"must be a power of two from 2 to 32, as RunPod sizes CPU pods (got {show(value)})")
+    return count
+
+
+def _secret_name(value: Any) -> str:
+    if not isinstance(value, str) or not _SECRET_NAME.fullmatch(value) or value.upper().startswith("RUNPOD"):
+        raise fail(
+            "must be a RunPod secret name: a letter or _, then letters, digits and _.-/ (at most 191), "
+            f"not starting with RUNPOD (got {show(value)})"
+        )
+    return value
+
+
+class ControllerPod(ConfigModel):
+    """The CPU pod that runs the study's controller under ``hpo run --remote`` (``compute.controller``).
+
+    ``cpu`` and ``vcpus`` size it (RunPod bills ``vcpus`` times the flavor's
+    price per vCPU-hour; the controller needs little: 2 vCPUs of ``cpu3c``);
+    ``secret`` names the RunPod secret that holds the API key it creates and
+    terminates pods with (``hpo secret set`` makes it).
+    """
+
+    cpu: Annotated[str, PlainValidator(_cpu_flavor)] = "cpu3c"
+    vcpus: Annotated[int, PlainValidator(_vcpus)] = 2
+    disk_gb: Annotated[int, PlainValidator(integer(ge=5, le=200))] = 20
+    secret: Annotated[str, PlainValidator(_secret_name)] = "hpo_runpod_api_key"
+
+
 # -- compute ---------------------------------------------------------------------------
 
 
@@ -174,6 +221,7 @@ class RunPodCompute(ComputeConfig):
     ports: Ports = ()
     bid: Bid = "market"
     registry_auth: Token | None = None
+    controller: ControllerPod = ControllerPod()
 
     default_poll_interval: ClassVar[float] = 15.0  # RunPod's API is rate-limited
     volume_required: ClassVar[str | None] = (
