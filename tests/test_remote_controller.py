@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
-from studyfiles import VOLUME_ID, load_trials, make_workspace, study_config, study_volume, wait_for
+from studyfiles import fake_runpod_for, load_trials, make_workspace, study_config, study_volume, wait_for
 
 from hpo.backends.runpod import controller_pod_name
 from hpo.cli import main
@@ -44,26 +44,9 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRunPod]:
-    (project / "storage").mkdir(parents=True)
-    server = FakeRunPod(
-        volumes={VOLUME_ID: project / "storage"},
-        volume_data_center="EU-RO-1",
-        api_keys={API_KEY},
-        time_scale=20.0,
-        provision_seconds=4.0,
-        start_seconds=2.0,
-        kill_grace_seconds=5.0,
-        workdir=tmp_path / "fake",
-        pod_command=[sys.executable, str(Path(__file__).parent / "pod_entry.py")],
-    ).start()
-    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
-    monkeypatch.setenv("HPO_RUNPOD_REST_URL", server.url)
-    monkeypatch.setenv("RUNPOD_API_BASE_URL", server.url)
-    yield server
-    try:
+    with fake_runpod_for(project, tmp_path, monkeypatch, API_KEY) as server:
+        yield server
         _assert_no_key_anywhere(server, project, tmp_path / "fake")
-    finally:
-        server.stop()
 
 
 def _assert_no_key_anywhere(server: FakeRunPod, project: Path, fake_dir: Path) -> None:
@@ -157,7 +140,10 @@ def test_a_remote_controller_runs_the_study_through_a_kill_and_a_preemption(fake
     log = _cli(project, "logs", "--study", "pods", "--controller").stdout
     assert log.count("--- controller of study pods starting") >= 2 and "this controller pod ends" in log
     assert "adopted" in log  # the restarted controller took over the running trials
-    assert f"hpo:controller:{pod.id}" in _study_attrs(config, project)
+    record = _study_attrs(config, project)[f"hpo:controller:{pod.id}"]
+    bill = fake.pod(pod.id).billed_usd
+    print(f"controller pod: recorded ${record['usd']:.6f} of a bill of ${bill:.6f}")  # type: ignore[index]
+    assert 0 < record["usd"] <= bill + 1e-6  # type: ignore[index]  # up to its last poll: never more than billed
     status = _cli(project, "status", "--study", "pods", "--json")
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)

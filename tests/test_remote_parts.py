@@ -14,6 +14,7 @@ import pytest
 from memory_volume import MemoryVolume
 
 import hpo.agent.__main__ as agent_main
+from hpo.backends.runpod import Pod
 from hpo.config import load_study, study_document
 from hpo.controller import STOPPED_BY_REQUEST, StopWatch, request_stop, withdraw_stop
 from hpo.errors import ConfigError
@@ -21,7 +22,7 @@ from hpo.layout import StudyLayout
 from hpo.lease import Lease
 from hpo.remote import CONTROLLER_ENV, controller_env, make_bundle, read_bundle, secret_placeholder, write_bundle
 from hpo.remote._pod import MAX_FAILED_STARTS, FailedStarts
-from hpo.remote._stop import NONE_RUNNING, STOPPED, TIMED_OUT, stop_controller
+from hpo.remote._stop import NONE_RUNNING, STOPPED, TERMINATED, TIMED_OUT, stop_controller
 
 REPO = Path(__file__).resolve().parent.parent
 CODE = "ab" * 32
@@ -166,3 +167,40 @@ def test_failed_starts_are_counted_per_pod_and_bounded() -> None:
     assert not starts.too_many()  # long ago
     volume.write_bytes(StudyLayout("s").controller_restarts, b'{"pod": "pod1", "failures": [1e999, "x", true]}')
     assert not starts.too_many()
+
+
+class _ControllerPods:
+    """What stop_controller asks of the RunPod backend, for one controller pod that ignores the request."""
+
+    def __init__(self, pod_id: str) -> None:
+        self.pod_id = pod_id
+        self.terminated: list[str] = []
+
+    def controller_pods(self) -> list[Pod]:
+        return [] if self.terminated else [Pod(self.pod_id, "hpo-s-controller", "running")]
+
+    def controller_pod(self, pod_id: str) -> Pod | None:
+        return None if self.terminated else Pod(pod_id, "hpo-s-controller", "running")
+
+    def terminate_pod(self, pod_id: str) -> bool:
+        self.terminated.append(pod_id)
+        return True
+
+
+def test_hpo_stop_terminates_a_controller_pod_that_does_not_end_in_time() -> None:
+    volume = MemoryVolume()
+    Lease(volume, "s", settle=0.0, pod="pod1").acquire()
+    pods = _ControllerPods("pod1")
+    now = [0.0]
+    outcome = stop_controller(
+        volume, "s", pods, timeout=30, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)  # type: ignore[arg-type]
+    )
+    assert (outcome.how, outcome.pod, pods.terminated) == (TERMINATED, "pod1", ["pod1"])
+    assert outcome.holder == "the remote controller on pod pod1"
+    assert not volume.exists(StudyLayout("s").controller_stop)
+
+
+def test_hpo_stop_terminates_a_controller_pod_that_holds_no_lease() -> None:
+    pods = _ControllerPods("pod2")  # starting, or failing to start: nothing to ask, so it is ended
+    outcome = stop_controller(MemoryVolume(), "s", pods, timeout=30)  # type: ignore[arg-type]
+    assert (outcome.how, pods.terminated) == (TERMINATED, ["pod2"])

@@ -138,7 +138,7 @@ def _runpod_backend(config: StudyConfig, volume: Volume) -> RunPodBackend:
 def _refuse_if_running(config: StudyConfig, volume: Volume, backend: RunPodBackend, clock: Callable[[], float]) -> None:
     """:class:`LeaseError` when a controller holds the study or a controller pod of it lives (both named)."""
     holder = Lease(volume, config.name).current()
-    if holder is not None and holder.expires_at > clock():
+    if holder is not None and holder.live(clock()):
         pod = getattr(holder, "pod", None)
         where = f"a remote controller on pod {pod}" if pod else f"a controller ({holder.describe()})"
         raise LeaseError(

@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import optuna
+
 from hpo.agent._output import redirect_output
 from hpo.backends.runpod._api import RunPodApi
 from hpo.backends.runpod._in_pod import end_pod
@@ -67,6 +69,7 @@ def run_controller_pod(env: Mapping[str, str], *, workdir: Path | None = None) -
     folder goes (default: ``./hpo-controller`` on the container's disk).
     """
     logging.basicConfig(level=logging.INFO, format="hpo.controller: %(message)s", stream=sys.stderr)
+    optuna.logging.set_verbosity(logging.WARNING)  # as `hpo run` has it: Optuna's own news is ours to tell
     study, root, pod = env.get(CONTROLLER_ENV, ""), env.get(VOLUME_ENV, ""), env.get(POD_ENV)
     if not study or not root:
         print(f"hpo.controller: {CONTROLLER_ENV} and {VOLUME_ENV} must both be set", file=sys.stderr)

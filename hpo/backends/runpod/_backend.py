@@ -385,11 +385,7 @@ class RunPodBackend(Backend):
                     continue
                 except RequestRejectedError as exc:
                     # The study asks for something RunPod will never place: say which study and what.
-                    raise RequestRejectedError(
-                        f"study {self._study!r}: RunPod refused to create {kind} pod {name} ({gpu_type}): "
-                        f"{exc.detail or exc}",
-                        method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
-                    ) from None
+                    raise self._refused(exc, f"{kind} pod {name} ({gpu_type})") from None
                 return pod, spot, bid
         if not failed:
             if not tried:
@@ -459,6 +455,13 @@ class RunPodBackend(Backend):
                 f"minimum bid ${floor:.3f}/GPU-h in {data_center} is above compute.bid ${cap:.3f}/GPU-h"
             )
         return min(cap, market)
+
+    def _refused(self, exc: RequestRejectedError, what: str) -> RequestRejectedError:
+        """RunPod's refusal to create ``what``, saying which study asked (the study asks for what RunPod will never place)."""
+        return RequestRejectedError(
+            f"study {self._study!r}: RunPod refused to create {what}: {exc.detail or exc}",
+            method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
+        )
 
     def _record_launch(self, key: str, pod: Pod, spot: bool, bid: float | None = None) -> None:
         self._volume.write_json(
@@ -751,11 +754,7 @@ class RunPodBackend(Backend):
         try:
             return self._api.create_pod(request)
         except RequestRejectedError as exc:
-            raise RequestRejectedError(
-                f"study {self._study!r}: RunPod refused to create the controller pod {name} "
-                f"({spec.cpu}, {spec.vcpus} vCPUs): {exc.detail or exc}",
-                method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
-            ) from None
+            raise self._refused(exc, f"the controller pod {name} ({spec.cpu}, {spec.vcpus} vCPUs)") from None
 
     def controller_pods(self) -> list[Pod]:
         """The study's live controller pods, oldest first (one ``GET /v2/pods``)."""
@@ -824,10 +823,7 @@ class RunPodBackend(Backend):
                 failed.append(f"{gpu_type}: {exc.detail or exc}")
                 continue
             except RequestRejectedError as exc:
-                raise RequestRejectedError(
-                    f"study {self._study!r}: RunPod refused to create job pod {name} ({gpu_type}): {exc.detail or exc}",
-                    method=exc.method, path=exc.path, status=exc.status, detail=exc.detail,
-                ) from None
+                raise self._refused(exc, f"job pod {name} ({gpu_type})") from None
             return self._job_worker(request.job_id, pod)
         raise CapacityError(f"study {self._study!r}: no pod for job {request.job_id}: {'; '.join(failed)}")
 
