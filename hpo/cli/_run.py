@@ -1,4 +1,7 @@
-"""``hpo run --study NAME``: run (or resume) a study until its trial budget is spent."""
+"""``hpo run --study NAME``: run (or resume) a study until its trial budget is spent.
+
+With ``--remote`` the controller runs on a RunPod CPU pod instead (:mod:`hpo.remote`), and this returns at once.
+"""
 
 from __future__ import annotations
 

@@ -43,6 +43,13 @@ is refused before it happens when the new worker's rate would reach the
 budget within one poll. At the end of a run the provider's bill replaces the
 meter's estimates (see :mod:`hpo.cost`).
 
+Between two polls the controller looks for ``hpo stop``'s request (at most
+every 10 seconds: :mod:`hpo.controller._stop`) and, asked, ends its run as
+Ctrl-C does: running trials go on, for the next run to adopt. A controller
+that runs on a pod of its own (``hpo run --remote``) books that pod's cost
+every poll (``own_cost``): it counts in the spend and the budget as a worker's
+does.
+
 The journal is also flushed before every side effect in the world (launch,
 terminate, control file), so a controller killed at any instant leaves a
 journal that explains everything it did. A new controller rebuilds its state
