@@ -312,7 +312,8 @@ def test_container_that_exits_is_restarted(fake: FakeRunPod, volume_dir: Path) -
 def test_delete_kills_the_container_group_and_the_pod_vanishes(fake: FakeRunPod, volume_dir: Path) -> None:
     pod = create(fake, env={"OUT_DIR": "/workspace/out", "CHILD": "1"})
     child_file = volume_dir / "out" / f"child-{pod['id']}"
-    wait_until(child_file.exists, "the container's child process")
+    # The file appears before its pid is written: wait for the whole number, not the name.
+    wait_until(lambda: child_file.exists() and child_file.read_text().strip().isdigit(), "the container's child process")
     child = int(child_file.read_text())
     leader = fake.pod(pod["id"]).pid
     assert leader is not None and process_alive(leader) and process_alive(child)
