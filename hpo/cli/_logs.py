@@ -134,21 +134,9 @@ def print_log(
     between two reads joined whole. ``sleep`` and ``interval`` pace the
     follow loop (injectable, so tests drive it without waiting).
     """
-    key = layout.log(trial, attempt)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     events = EventTail(volume, layout.events(trial, attempt))
-    offset = 0
-    while True:
-        # The end is looked for before the log is read: whatever the attempt logged before its
-        # final event is on the volume by then, so this last read gets it all.
-        ended = follow and _ended(volume, layout, trial, attempt, events)
-        offset = _copy(volume, key, offset, decoder, write)
-        if not follow or ended:
-            break
-        sleep(interval)
-    rest = decoder.decode(b"", final=True)
-    if rest:
-        write(rest)
+    ended = (lambda: _ended(volume, layout, trial, attempt, events)) if follow else None
+    _print_until(volume, layout.log(trial, attempt), write, ended, sleep=sleep, interval=interval)
 
 
 def print_controller_log(
@@ -174,13 +162,36 @@ def print_controller_log(
             f"(`hpo run --study {layout.study} --remote` starts one)"
         )
     lease = Lease(volume, layout.study)
+
+    def no_controller() -> bool:
+        holder = lease.current()
+        return holder is None or holder.expires_at <= time.time()
+
+    _print_until(volume, key, write, no_controller if follow else None, sleep=sleep, interval=interval)
+
+
+def _print_until(
+    volume: Volume,
+    key: str,
+    write: Callable[[str], None],
+    ended: Callable[[], bool] | None,
+    *,
+    sleep: Callable[[float], None],
+    interval: float,
+) -> None:
+    """Write the log at ``key`` through ``write``; with ``ended``, keep writing what it gains until that is true.
+
+    The end is looked for before each read: whatever was logged before the
+    end is on the volume by then, so the last read gets it all. Bytes are
+    decoded as UTF-8 (bad bytes shown as U+FFFD), a character split between
+    two reads joined whole.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     offset = 0
     while True:
-        holder = lease.current() if follow else None
-        ended = follow and (holder is None or holder.expires_at <= time.time())
+        over = ended is None or ended()
         offset = _copy(volume, key, offset, decoder, write)
-        if not follow or ended:
+        if over:
             break
         sleep(interval)
     rest = decoder.decode(b"", final=True)

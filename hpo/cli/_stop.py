@@ -45,18 +45,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def stop(args: argparse.Namespace) -> int:
     from hpo.backends.runpod import RunPodCompute
+    from hpo.remote import runpod_backend
     from hpo.remote._stop import NONE_RUNNING, TIMED_OUT, stop_controller
 
     config = study_from_args(args)
     volume = config.volume.open()
-    backend = None
-    if isinstance(config.compute, RunPodCompute):
-        from hpo.backends import backend_plugin
-
-        backend = backend_plugin("runpod").build(config, volume)
+    backend = runpod_backend(config, volume) if isinstance(config.compute, RunPodCompute) else None
     say = (lambda text: None) if args.json else (lambda text: print(f"hpo: {text}", file=sys.stderr))
     try:
-        outcome = stop_controller(volume, config.name, backend, timeout=args.timeout, say=say)  # type: ignore[arg-type]
+        outcome = stop_controller(volume, config.name, backend, timeout=args.timeout, say=say)
     finally:
         if backend is not None:
             backend.close()

@@ -24,6 +24,8 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from hpo.cost._attrs import records_under
+
 CONTROLLER_RECORD_PREFIX = "hpo:controller:"  # + the controller pod's id
 
 MAX_POD_CHARS = 64
@@ -92,18 +94,9 @@ def save_controller_cost(storage: BaseStorage, study_id: int, record: Controller
 
 def load_controller_costs(system_attrs: Mapping[str, Any]) -> dict[str, ControllerCost]:
     """Every controller pod's record, by pod id (malformed ones skipped: the journal is on a shared volume)."""
-    found: dict[str, ControllerCost] = {}
-    for key, value in system_attrs.items():
-        if not key.startswith(CONTROLLER_RECORD_PREFIX) or not isinstance(value, Mapping):
-            continue
-        try:
-            record = ControllerCost.from_json(value)
-        except (ValueError, KeyError, TypeError):
-            continue
-        if key != f"{CONTROLLER_RECORD_PREFIX}{record.pod}":
-            continue  # a record under another pod's key: not what save_controller_cost writes
-        found[record.pod] = record
-    return found
+    # A record under another pod's name is not what save_controller_cost writes: skipped too.
+    records = records_under(system_attrs, CONTROLLER_RECORD_PREFIX, ControllerCost.from_json)
+    return {record.pod: record for name, record in records if name == record.pod}
 
 
 def controller_usd(records: Iterable[ControllerCost]) -> float:

@@ -18,6 +18,8 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from hpo.cost._attrs import records_under
+
 OVERHEAD_RECORD_PREFIX = "hpo:overhead:"  # + the worker's backend id (a pod id, pid@start)
 
 
@@ -57,16 +59,8 @@ def save_overhead(storage: BaseStorage, study_id: int, record: WorkerOverhead) -
 
 def load_overhead(system_attrs: Mapping[str, Any]) -> dict[str, WorkerOverhead]:
     """Every worker's overhead record, by worker id (malformed ones skipped: the journal is on a shared volume)."""
-    found: dict[str, WorkerOverhead] = {}
-    for key, value in system_attrs.items():
-        if not key.startswith(OVERHEAD_RECORD_PREFIX) or not isinstance(value, Mapping):
-            continue
-        try:
-            record = WorkerOverhead.from_json(value)
-        except (ValueError, KeyError, TypeError):
-            continue
-        found[record.worker] = record
-    return found
+    records = records_under(system_attrs, OVERHEAD_RECORD_PREFIX, WorkerOverhead.from_json)
+    return {record.worker: record for _, record in records}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from hpo.remote._launch import (
     RemoteLaunch,
     controller_env,
     launch_remote,
+    runpod_backend,
     secret_placeholder,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "launch_remote",
     "make_bundle",
     "read_bundle",
+    "runpod_backend",
     "secret_placeholder",
     "write_bundle",
 ]

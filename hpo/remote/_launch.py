@@ -99,7 +99,7 @@ def launch_remote(
         )
     objectives = config.source.parent / "objectives"
     check_objective(config, objectives)
-    backend = backend or _runpod_backend(config, volume)
+    backend = backend or runpod_backend(config, volume)
     _refuse_if_running(config, volume, backend, clock)
     _require_secret(config, backend, compute.controller.secret)
     code = publish_objectives(volume, config.name, objectives)
@@ -128,7 +128,9 @@ def _runpod_parts(config: StudyConfig) -> tuple[RunPodCompute, RunPodVolume]:
     return compute, volume
 
 
-def _runpod_backend(config: StudyConfig, volume: Volume) -> RunPodBackend:
+def runpod_backend(config: StudyConfig, volume: Volume) -> RunPodBackend:
+    """The RunPod backend of a study on RunPod, as its plug-in builds it (the controller pod's calls need no pool)."""
+    _runpod_parts(config)
     backend = backend_plugin("runpod").build(config, volume)
     if not isinstance(backend, RunPodBackend):  # the plug-in builds one; keep the type honest
         raise ConfigError(f"study {config.name!r}: --remote needs the runpod backend")

@@ -40,8 +40,8 @@ from pathlib import Path
 import optuna
 
 from hpo.agent._output import redirect_output
+from hpo.backends import worker_hook
 from hpo.backends.runpod._api import RunPodApi
-from hpo.backends.runpod._in_pod import end_pod
 from hpo.code import unpack_objectives
 from hpo.config import load_study
 from hpo.controller import LineProgress, RunSummary, build_controller
@@ -187,10 +187,11 @@ def _log_to_volume(volume: Volume, study: str) -> None:
 
 
 def _end(env: Mapping[str, str], code: int) -> int:
-    """Terminate this pod (with the pod-scoped key RunPod injected) and wait to be stopped; off a pod, just return."""
-    if env.get(POD_ENV):
+    """End this worker as its backend does (a pod terminates itself with the key RunPod injected); off a pod, return."""
+    hook = worker_hook(env)
+    if hook is not None:
         sys.stdout.flush()
-        end_pod(env)
+        hook.end(env)
     return code
 
 

@@ -47,7 +47,8 @@ def stop_controller(
     controller pod alive without a live lease (starting, or failing to start)
     is terminated at once. ``backend`` is None for a study not on RunPod.
     """
-    holder = Lease(volume, study).current()
+    lease = Lease(volume, study)
+    holder = lease.current()
     if holder is None or holder.expires_at <= wall_clock():
         found = backend.controller_pods() if backend is not None else []
         for pod in found:
@@ -60,7 +61,7 @@ def stop_controller(
     say(f"asked {holder.describe()} to stop; waiting up to {timeout:.0f}s for it to end")
     deadline = clock() + timeout
     while clock() < deadline:
-        if _ended(volume, study, holder.id, pod_id, backend, wall_clock):
+        if _ended(lease, holder.id, pod_id, backend, wall_clock):
             withdraw_stop(volume, study)  # the controller removed it; a request it never saw must not linger
             return StopOutcome(STOPPED, holder.describe(), pod_id)
         sleep(interval)
@@ -72,11 +73,10 @@ def stop_controller(
 
 
 def _ended(
-    volume: Volume, study: str, holder_id: str, pod: str | None, backend: RunPodBackend | None,
-    wall_clock: Callable[[], float],
+    lease: Lease, holder_id: str, pod: str | None, backend: RunPodBackend | None, wall_clock: Callable[[], float]
 ) -> bool:
     if pod is not None and backend is not None:
         found = backend.controller_pod(pod)
         return found is None or found.status not in _LIVE
-    now = Lease(volume, study).current()
+    now = lease.current()
     return now is None or now.id != holder_id or now.expires_at <= wall_clock()
